@@ -1,0 +1,26 @@
+"""Shared test fixtures: the reference fixture folder and deterministic torch settings."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+import torch
+
+REPO = Path(__file__).resolve().parents[1]
+FIXTURES = Path(os.environ.get("UNIF2ACE_FIXTURES", REPO.parent / "shared" / "fixtures" / "reference"))
+
+
+@pytest.fixture(scope="session")
+def fixtures_dir() -> Path:
+    """Folder of the upstream golden tensors (``../shared/fixtures/reference``); skip if absent."""
+    if not (FIXTURES / "manifest.json").is_file():
+        pytest.skip(f"reference fixtures not found at {FIXTURES} (set UNIF2ACE_FIXTURES)")
+    return FIXTURES
+
+
+@pytest.fixture(autouse=True)
+def _deterministic_torch():
+    torch.manual_seed(0)
+    yield
