@@ -74,11 +74,14 @@ class FeedForward(Protocol):
 class SequenceMixer(Protocol):
     """The optional slot after each block: grouped sequence-level MoE.
 
-    ``forward(x, ctx, layer_idx)`` maps the residual stream ``x`` ``(B, L, D)`` to the new residual stream; a
-    ``copy`` choice returns ``x`` unchanged (so a model with forced copy routing equals the model without).
+    ``forward(x, ctx, layer_idx, block_input)`` maps the block's output residual stream ``x`` ``(B, L, D)`` to
+    the new residual stream. Expert semantics (spec §3.3, our [INF] choice): ``copy`` returns ``x`` unchanged (so
+    a model with forced copy routing equals the model without sequence MoE); ``zero`` discards this layer's
+    update for the sequence, i.e. returns ``block_input``; feature experts (``clip``, ``face``, ``noise``) return
+    the gated form ``w * x + (1 - w) * S(F(X))`` at image positions (placement ``image``) and ``x`` elsewhere.
     """
 
-    def __call__(self, x: Tensor, ctx: RoutingContext, layer_idx: int) -> MixerOutput: ...
+    def __call__(self, x: Tensor, ctx: RoutingContext, layer_idx: int, block_input: Tensor) -> MixerOutput: ...
 
 
 @runtime_checkable
