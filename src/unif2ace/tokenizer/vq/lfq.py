@@ -49,6 +49,11 @@ def codes_to_bits(codes: torch.Tensor, codebook_dim: int) -> torch.Tensor:
     if codes.numel() and (int(codes.min()) < 0 or int(codes.max()) >= 2**codebook_dim):
         span = f"[{int(codes.min())}, {int(codes.max())}]"
         raise ValueError(f"codes must lie in [0, {2**codebook_dim}), got range {span}")
+    return _bits(codes, codebook_dim)
+
+
+def _bits(codes: torch.Tensor, codebook_dim: int) -> torch.Tensor:
+    """Unchecked :func:`codes_to_bits` (``(*S,)`` int64 -> ``(*S, d)``)."""
     shifts = torch.arange(codebook_dim - 1, -1, -1, dtype=torch.long, device=codes.device)
     return (codes.unsqueeze(-1) >> shifts) & 1
 
@@ -112,7 +117,7 @@ class LFQuantizer(nn.Module):
         self.config = config
         d = config.codebook_dim
         all_codes = torch.arange(2**d, dtype=torch.long)
-        self.register_buffer("embedding", codes_to_bits(all_codes, d).float() * 2 - 1)  # (2^d, d) of ±1
+        self.register_buffer("embedding", _bits(all_codes, d).float() * 2 - 1)  # (2^d, d) of ±1
         self.register_buffer("power_vals", _power_vals(d))  # (d,) int64
 
     @property
