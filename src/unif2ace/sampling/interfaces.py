@@ -23,10 +23,18 @@ class ImageLogitsFn(Protocol):
         ``(B, N, C)`` float logits over the C codebook entries (mask column excluded).
     """
 
-    def __call__(self, image_ids: Tensor, cond: bool) -> Tensor: ...
+    def __call__(self, image_ids: Tensor, cond: bool) -> Tensor:
+        """Codebook logits ``(B, N, C)`` for the current ids; ``cond=False`` gives the unconditional branch."""
+        ...
 
 
 class DecodeStepFn(Protocol):
-    """``fn(ids, cache) -> (logits, cache)``: feed ``ids`` ``(B, T)``, get next-token logits ``(B, V)``."""
+    """``fn(ids, cache) -> (logits, cache)``: feed ``ids`` ``(B, T)``, get next-token logits ``(B, V)``.
 
-    def __call__(self, ids: Tensor, cache: Any) -> tuple[Tensor, Any]: ...
+    The first call passes the whole prompt with ``cache=None``; every later call passes the ``(B, 1)`` token just
+    chosen and the cache returned by the previous call. ``logits`` are those of the last fed position.
+    """
+
+    def __call__(self, ids: Tensor, cache: Any) -> tuple[Tensor, Any]:
+        """Feed ``ids`` after the cached context; return next-token logits ``(B, V)`` and the updated cache."""
+        ...
