@@ -28,12 +28,13 @@ from dataclasses import dataclass, field
 import torch
 from torch import Tensor
 
-from unif2ace.losses.schedules import CosineSchedule, MaskingNoise, Noise
+from unif2ace.losses.schedules import CosineSchedule, MaskingNoise, Noise, get_mask_schedule
 from unif2ace.losses.score_entropy import absorbing_score_entropy, ratio_from_sigma
 
 __all__ = ["D3DiffLoss", "D3DiffOutput", "d3diff_row_noise", "weighted_ce_score"]
 
 VARIANTS = ("exact", "paper")
+MODES = ("d3diff", "mask_only", "score_only")
 
 
 @dataclass
@@ -117,6 +118,21 @@ class D3DiffLoss:
             raise ValueError(f"D3Diff variant must be one of {VARIANTS}, got {self.variant!r}")
         if not 0 < self.max_mask_ratio < 1:
             raise ValueError(f"D3Diff max_mask_ratio must be in (0, 1), got {self.max_mask_ratio}")
+
+    @classmethod
+    def from_mode(
+        cls, mode: str = "d3diff", alpha: float = 0.01, variant: str = "exact", mask_schedule: str = "cosine"
+    ) -> D3DiffLoss:
+        """Build from the ``train.loss`` switches: mode ``"d3diff"``, ``"mask_only"`` (alpha -> 0) or ``"score_only"``.
+
+        Raises:
+            ValueError: unknown mode, variant or schedule.
+        """
+        if mode not in MODES:
+            raise ValueError(f"D3Diff mode must be one of {MODES}, got {mode!r}")
+        noise = MaskingNoise(get_mask_schedule(mask_schedule))
+        alpha = 0.0 if mode == "mask_only" else alpha
+        return cls(alpha=alpha, variant=variant, score_only=mode == "score_only", noise=noise)
 
     def __call__(self, logits: Tensor, x0: Tensor, mask: Tensor, mask_ratio: Tensor) -> D3DiffOutput:
         """Compute both terms from one set of logits.

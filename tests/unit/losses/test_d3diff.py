@@ -112,3 +112,12 @@ def test_bad_arguments():
     logits, x0, mask, mask_ratio = make_batch()
     with pytest.raises(ValueError, match="logits"):
         D3DiffLoss()(logits[0], x0, mask, mask_ratio)
+
+
+def test_from_mode():
+    assert D3DiffLoss.from_mode("mask_only", alpha=0.5).alpha == 0.0
+    score_only = D3DiffLoss.from_mode("score_only", alpha=0.01, variant="paper", mask_schedule="pow2")
+    assert score_only.score_only and score_only.variant == "paper" and score_only.noise.schedule.exponent == 2.0
+    assert D3DiffLoss.from_mode() == D3DiffLoss()
+    with pytest.raises(ValueError, match="mode"):
+        D3DiffLoss.from_mode("both")
