@@ -13,6 +13,12 @@ the default, e.g. ``[0.75, 0.375, 0.09375, 0.0]`` for 4 steps); "linear" uses ``
 paper), "constant" keeps it. RNG calls per step, in this order and from one generator: ``torch.multinomial`` over
 the ``(B * N, C)`` probabilities, then ``uniform_`` for the ``(B, N)`` Gumbel noise — so on the same torch version and
 logits the sampled ids equal upstream's bit for bit.
+
+[INF] Re-masking is restricted to positions that were unknown before the step. Upstream gets the same effect from
+the float32-max confidence of decided tokens (``log`` = 88.7), which holds unless ``temperature * Gumbel`` exceeds
+about 85; the restriction makes "known tokens never change" unconditional (inpainting / face editing).
+Upstream's last step re-masks one position of its running ``input_ids`` (``mask_len`` is clamped to 1); the returned
+sample is complete, as here.
 """
 
 from __future__ import annotations
@@ -246,7 +252,8 @@ def maskgit_sample(
         guidance_scale: CFG ``w >= 0``; 0 = no unconditional call.
         generator: ``torch.Generator``, int seed or None (global RNG).
         known_tokens: optional ``(B, N)`` codes, mask code ``C`` where unknown; known positions never change.
-        callback: ``callback(step, total, ids)`` after every step (``ids`` with mask code where still masked).
+        callback: ``callback(step, total, ids)`` after every step: the state with mask code ``C`` where still masked,
+            and the complete sample after the last step.
         scheduler: a configured :class:`MaskGITScheduler` (default: cosine, temperature 1, multiplicative decay);
             its timesteps are reset to ``steps``.
         device: device of the ids when ``known_tokens`` is None (default CPU).
@@ -273,5 +280,5 @@ def maskgit_sample(
         out = scheduler.step(logits, k, ids, gen, num_unknown_init)
         ids, sampled = out.ids, out.sampled_ids
         if callback is not None:
-            callback(k, steps, ids)
+            callback(k, steps, sampled if k == steps - 1 else ids)
     return sampled

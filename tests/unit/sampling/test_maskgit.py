@@ -79,7 +79,8 @@ def test_masked_count_follows_schedule(name):
     sched = MaskGITScheduler(STEPS, schedule=name)
     run(generator=0, scheduler=sched, callback=lambda k, t, ids: counts.append((ids == C).sum(-1)))
     schedule = get_mask_schedule(name)
-    for k, count in enumerate(counts):
+    assert counts[-1].tolist() == [0] * B  # the last callback gets the complete sample
+    for k, count in enumerate(counts[:-1]):
         unknown_before = N if k == 0 else int(counts[k - 1][0])
         target = int(torch.floor(N * schedule(torch.tensor((k + 1) / STEPS))))
         expected = max(1, min(unknown_before - 1, target))
@@ -92,8 +93,11 @@ def test_inpainting_mask_len_uses_initial_unknown_count():
     counts = []
     run(known_tokens=known, generator=0, callback=lambda k, t, ids: counts.append(int((ids == C).sum(-1)[0])))
     cos = get_mask_schedule("cosine")
-    expected_first = max(1, min(7, int(torch.floor(8 * cos(torch.tensor(1 / STEPS))))))
-    assert counts[0] == expected_first and counts[-1] <= 1
+    expected, unknown = [], 8
+    for k in range(STEPS - 1):  # mask_len = floor(N_0 * m(r)) with N_0 = 8 initial unknowns, not N = 24
+        unknown = max(1, min(unknown - 1, int(torch.floor(8 * cos(torch.tensor((k + 1) / STEPS))))))
+        expected.append(unknown)
+    assert counts == expected + [0]
 
 
 def test_temperature_decays():
