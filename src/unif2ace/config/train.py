@@ -29,8 +29,10 @@ class DataConfig:
     """FaceRecord JSONL file (caption, vqa, split per image)."""
     tokens: str = ""
     """Token shard file or folder written by ``unif2ace vq encode`` (pre-computed image codes)."""
-    text_tokenizer: str = ""
-    """Text tokenizer file (``tokenizer.json`` of the BPE tokenizer)."""
+    text_tokenizer: str = "bytes"
+    """Text tokenizer: a ``tokenizer.json`` path, or 'bytes' (UTF-8 bytes as ids; tiny vocabularies)."""
+    features: dict[str, str] = field(default_factory=dict)
+    """Precomputed encoder-feature caches for the sequence-MoE experts, kind ('clip', 'face') -> file."""
     split: str = "train"
     """Record split to train on."""
     max_text_len: int = 64

@@ -132,6 +132,10 @@ class Runtime:
         """Mean of a tensor over processes."""
         return self.all_sum(value) / self.world_size
 
+    def prepare(self, model: nn.Module, optimizer: torch.optim.Optimizer) -> tuple[nn.Module, Any]:
+        """Wrap model and optimizer for the topology (DDP / FSDP / DeepSpeed; device placement)."""
+        return self.accelerator.prepare(model, optimizer)
+
     def barrier(self) -> None:
         """Wait for every process."""
         self.accelerator.wait_for_everyone()
@@ -150,7 +154,13 @@ class Runtime:
         self.accelerator.end_training()
 
 
-def build_runtime(mixed_precision: str, grad_accum_steps: int, seed: int, cpu: bool | None = None) -> Runtime:
+def build_runtime(
+    mixed_precision: str,
+    grad_accum_steps: int,
+    seed: int,
+    cpu: bool | None = None,
+    find_unused_parameters: bool = False,
+) -> Runtime:
     """Create the accelerator for this process and seed its global RNGs per rank.
 
     Args:
@@ -158,11 +168,13 @@ def build_runtime(mixed_precision: str, grad_accum_steps: int, seed: int, cpu: b
         grad_accum_steps: micro-batches per optimizer step.
         seed: base seed; the global RNGs get :func:`process_seed` ``(seed, rank)``.
         cpu: force CPU (default: CPU when no CUDA device is visible).
+        find_unused_parameters: DDP option, needed for MoE models (experts without tokens in a batch).
 
     Returns:
         A :class:`Runtime`.
     """
     from accelerate import Accelerator  # lazy: only training needs it
+    from accelerate.utils import DistributedDataParallelKwargs
 
     if cpu is None:
         cpu = not torch.cuda.is_available()
@@ -170,7 +182,10 @@ def build_runtime(mixed_precision: str, grad_accum_steps: int, seed: int, cpu: b
     precision = resolve_precision(mixed_precision, device_type)
     if cpu and mixed_precision in ("bf16", "fp16"):
         get_logger().warning("mixed_precision=%s ignored on CPU: training runs in fp32", mixed_precision)
-    accelerator = Accelerator(cpu=cpu, mixed_precision=precision, gradient_accumulation_steps=grad_accum_steps)
+    ddp = DistributedDataParallelKwargs(find_unused_parameters=find_unused_parameters)
+    accelerator = Accelerator(
+        cpu=cpu, mixed_precision=precision, gradient_accumulation_steps=grad_accum_steps, kwargs_handlers=[ddp]
+    )
     seed_everything(process_seed(seed, accelerator.process_index))
     if not cpu:
         torch.backends.cuda.matmul.allow_tf32 = True

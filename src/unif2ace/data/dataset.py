@@ -1,0 +1,236 @@
+"""Training dataset: face records joined with pre-computed image tokens, read in a deterministic, resumable order.
+
+Images are tokenised once by ``unif2ace vq encode`` (token shards); training reads only those artifacts (STYLE
+habit 10). The order of each sample stream is a pure function of ``(seed, stream, position)``: position ``p``
+maps to epoch ``p // n`` and to slot ``p % n`` of that epoch's permutation, which is drawn from a generator seeded
+by ``(seed, stream, epoch)``. Resuming therefore needs only the stream positions, and the global order does not
+depend on the number of processes (each process takes its slice of every global micro-batch).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from unif2ace.utils.io import load_tensors
+
+__all__ = [
+    "EpochOrder",
+    "FaceSample",
+    "TokenRecordDataset",
+    "TokenStore",
+    "load_records",
+    "resolve_image_path",
+    "sample_seed",
+]
+
+#: Stable small integers for stream names (part of every derived seed; never reorder).
+_STREAM_IDS = {"t2i": 1, "mmu": 2, "noise": 3, "preview": 4}
+
+
+def sample_seed(seed: int, stream: str, *keys: int) -> int:
+    """A 63-bit seed derived from ``(seed, stream, *keys)`` by NumPy's SeedSequence hashing.
+
+    Used for per-sample corruption / dropout draws so that they depend only on the sample's global position.
+    """
+    entropy = [int(seed) % (2**63), _STREAM_IDS.get(stream, 0), *(int(k) for k in keys)]
+    words = np.random.SeedSequence(entropy).generate_state(2, dtype=np.uint32)
+    return (int(words[0]) << 31) ^ int(words[1])
+
+
+class EpochOrder:
+    """Global sample order of one stream: an epoch-seeded permutation indexed by a position counter.
+
+    Args:
+        size: number of items in the stream (> 0).
+        seed: base seed of the run.
+        stream: stream name (``"t2i"`` / ``"mmu"``).
+        shuffle: False keeps the natural order (epoch after epoch).
+    """
+
+    def __init__(self, size: int, seed: int, stream: str, shuffle: bool = True) -> None:
+        if size <= 0:
+            raise ValueError(f"the {stream} stream has no items; check data.records, data.split and data.tokens")
+        self.size, self.seed, self.stream, self.shuffle = size, seed, stream, shuffle
+        self._cache: tuple[int, Tensor] | None = None
+
+    def _perm(self, epoch: int) -> Tensor:
+        if self._cache is None or self._cache[0] != epoch:
+            gen = torch.Generator().manual_seed(sample_seed(self.seed, self.stream, epoch, 0xE))
+            perm = torch.randperm(self.size, generator=gen) if self.shuffle else torch.arange(self.size)
+            self._cache = (epoch, perm)
+        return self._cache[1]
+
+    def index(self, position: int) -> int:
+        """Item index at global ``position`` (>= 0)."""
+        epoch, slot = divmod(int(position), self.size)
+        return int(self._perm(epoch)[slot])
+
+    def indices(self, start: int, count: int) -> list[int]:
+        """Items at positions ``start .. start + count - 1``."""
+        return [self.index(p) for p in range(start, start + count)]
+
+
+@dataclass
+class FaceSample:
+    """One training image with its texts and pre-computed tokens.
+
+    Attributes:
+        id: record id.
+        caption: fine-grained caption.
+        vqa: question-answer pairs.
+        codes: ``(N,)`` long image codes in ``[0, codebook_size)``.
+    """
+
+    id: str
+    caption: str
+    vqa: list[tuple[str, str]]
+    codes: Tensor
+
+
+def load_records(path: str | Path, split: str | None = None) -> list[dict[str, Any]]:
+    """Read FaceRecord JSONL (``{"id", "image", "caption", "vqa": [{"q", "a"}], "split", ...}``).
+
+    Args:
+        path: the JSONL file.
+        split: keep only records of this split (None = all).
+
+    Raises:
+        FileNotFoundError: the file is missing (message names ``data.records``).
+        ValueError: a line is not a JSON object with ``id`` and ``caption`` (message gives the line number).
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"data.records: record file not found: {path}")
+    records = []
+    for lineno, line in enumerate(path.read_text().splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            rec = json.loads(line)
+        except json.JSONDecodeError as err:
+            raise ValueError(f"data.records: {path}:{lineno} is not valid JSON ({err.msg})") from None
+        if not isinstance(rec, dict) or "id" not in rec or not isinstance(rec.get("caption"), str):
+            raise ValueError(f"data.records: {path}:{lineno} needs at least an 'id' and a string 'caption'")
+        if split is None or rec.get("split", "train") == split:
+            records.append(rec)
+    return records
+
+
+class TokenStore:
+    """Pre-computed image codes keyed by source image path, read from ``unif2ace vq encode`` output.
+
+    The folder holds ``tokens-*.safetensors`` shards (``codes`` ``(M, N)`` ints, ``index`` ``(M,)`` row positions
+    into the source list) and ``provenance.json`` whose ``sources`` lists every encoded image path in row order.
+
+    Args:
+        path: the encode output folder (or its ``provenance.json``).
+
+    Raises:
+        FileNotFoundError: no ``provenance.json`` / shard (message names ``data.tokens``).
+        ValueError: a shard lacks ``codes`` / ``index`` or its rows disagree with the provenance.
+    """
+
+    def __init__(self, path: str | Path) -> None:
+        path = Path(path)
+        folder = path.parent if path.name == "provenance.json" else path
+        prov_file = folder / "provenance.json"
+        if not prov_file.is_file():
+            raise FileNotFoundError(f"data.tokens: no provenance.json in {folder}; run 'unif2ace vq encode' first")
+        provenance = json.loads(prov_file.read_text())
+        self.provenance = provenance
+        sources = [str(s) for s in provenance.get("sources", [])]
+        shards = provenance.get("shards") or sorted(p.name for p in folder.glob("tokens-*.safetensors"))
+        if not shards:
+            raise FileNotFoundError(f"data.tokens: {folder} lists no token shards")
+        self._rows: dict[str, tuple[int, int]] = {}
+        self._codes: list[Tensor] = []
+        for shard_idx, name in enumerate(shards):
+            tensors = load_tensors(folder / name)
+            if "codes" not in tensors or "index" not in tensors:
+                raise ValueError(f"data.tokens: {folder / name} needs 'codes' and 'index' tensors")
+            codes, index = tensors["codes"].long(), tensors["index"].long()
+            if codes.dim() != 2 or index.shape != (codes.shape[0],) or int(index.max(initial=-1)) >= len(sources):
+                raise ValueError(f"data.tokens: {folder / name} rows do not match provenance.json sources")
+            self._codes.append(codes)
+            for row, src in enumerate(index.tolist()):
+                self._rows[_path_key(sources[src])] = (shard_idx, row)
+
+    def __contains__(self, image: str) -> bool:
+        return _path_key(image) in self._rows
+
+    def __len__(self) -> int:
+        return len(self._rows)
+
+    @property
+    def num_tokens(self) -> int:
+        """Image tokens per image."""
+        return int(self._codes[0].shape[1])
+
+    def codes(self, image: str) -> Tensor:
+        """``(N,)`` codes of the image at path ``image``."""
+        shard, row = self._rows[_path_key(image)]
+        return self._codes[shard][row]
+
+
+def _path_key(path: str | Path) -> str:
+    """Normalised absolute path used to join records with token rows."""
+    return str(Path(path).expanduser().resolve())
+
+
+def resolve_image_path(record: dict[str, Any], records_file: Path) -> str:
+    """A record's ``image`` as an absolute path (relative paths are relative to the records file's folder)."""
+    image = Path(str(record.get("image", "")))
+    return str(image if image.is_absolute() else records_file.parent / image)
+
+
+class TokenRecordDataset(Sequence):
+    """Records of one split that have image tokens, as :class:`FaceSample` items (map-style).
+
+    Args:
+        records: FaceRecord dicts (see :func:`load_records`).
+        tokens: the :class:`TokenStore`.
+        num_image_tokens: expected tokens per image (``data.num_image_tokens``).
+        records_file: the JSONL file (relative ``image`` paths are resolved against its folder).
+
+    Raises:
+        ValueError: token count mismatch, or no record has tokens.
+    """
+
+    def __init__(
+        self, records: list[dict[str, Any]], tokens: TokenStore, num_image_tokens: int, records_file: str | Path = "."
+    ) -> None:
+        if len(tokens) and tokens.num_tokens != num_image_tokens:
+            raise ValueError(
+                f"data.num_image_tokens={num_image_tokens} but the token shards hold "
+                f"{tokens.num_tokens} tokens per image; fix the config or re-encode"
+            )
+        base = Path(records_file)
+        self.images = [resolve_image_path(r, base) for r in records]
+        keep = [i for i, image in enumerate(self.images) if image in tokens]
+        if not keep:
+            raise ValueError(
+                "no record has image tokens: the 'image' paths of data.records are not among the "
+                "sources in data.tokens/provenance.json; re-run 'unif2ace vq encode' on these images"
+            )
+        self.records = [records[i] for i in keep]
+        self.images = [self.images[i] for i in keep]
+        self.tokens = tokens
+        self.num_missing = len(records) - len(self.records)
+
+    def __len__(self) -> int:
+        return len(self.records)
+
+    def __getitem__(self, index: int) -> FaceSample:
+        rec = self.records[index]
+        vqa = [(str(t["q"]), str(t["a"])) for t in rec.get("vqa") or [] if isinstance(t, dict) and "q" in t]
+        return FaceSample(
+            id=str(rec["id"]), caption=rec["caption"], vqa=vqa, codes=self.tokens.codes(self.images[index])
+        )

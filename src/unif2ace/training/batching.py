@@ -1,0 +1,255 @@
+"""Mixed T2I + MMU micro-batches from records and pre-computed image tokens (spec §2.4, §2.6, §5, §6).
+
+Each global micro-batch holds ``t2i_per_batch`` generation rows followed by ``mmu_per_batch`` understanding rows
+(Show-o order); process ``r`` of ``W`` builds rows ``r/W .. (r+1)/W`` of each kind. Row ``j`` of a kind is the
+sample at global position ``p + j`` of that kind's :class:`~unif2ace.data.dataset.EpochOrder`, and every random
+choice for it (CFG dropout, mask ratio and positions, captioning vs VQA, which QA turns) comes from a generator
+seeded by ``(seed, kind, position)``, so batches do not depend on the number of processes or on resumption.
+
+* T2I: caption -> text ids (replaced by the empty prompt with probability ``cond_dropout_prob``), image codes
+  masked with Show-o's count-based corruption (:func:`~unif2ace.losses.corruption.mask_tokens`).
+* MMU: clean image codes + either the captioning question with the caption as answer, or up to
+  ``vqa_max_turns`` VQA pairs as a multi-turn conversation; only answer tokens are supervised.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, fields
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from unif2ace.config.model import GEN, UND
+from unif2ace.config.train import Unif2aceConfig
+from unif2ace.data.dataset import EpochOrder, FaceSample, TokenRecordDataset, sample_seed
+from unif2ace.losses.corruption import mask_tokens
+from unif2ace.losses.schedules import get_mask_schedule
+from unif2ace.model.interfaces import RoutingContext
+from unif2ace.training.layouts import Layout, Layouts
+
+__all__ = ["BatchBuilder", "TrainBatch", "batch_loader"]
+
+
+@dataclass
+class TrainBatch:
+    """One process's micro-batch: T2I rows first, then MMU rows, all of length ``L``.
+
+    Attributes:
+        input_ids: ``(B, L)`` ids (T2I image tokens partially replaced by the mask id).
+        labels: ``(B, L)`` MMU answer ids (``-100`` elsewhere; T2I rows all ``-100``).
+        attention_mask: ``(B, 1, L, L)`` bool, True = query may attend to key (omni-attention).
+        position_ids: ``(B, L)`` positions.
+        group_ids: ``(B,)`` task group (1 = gen / T2I, 0 = und / MMU).
+        valid: ``(B, L)`` bool, real (non-pad) tokens.
+        image_mask: ``(B, L)`` bool, image-token positions.
+        pool_mask: ``(B, L)`` bool, condition positions pooled by the sequence router.
+        image_positions: ``(Bt, N)`` long, image-token positions of the T2I rows.
+        image_x0: ``(Bt, N)`` long, clean codes of the T2I rows.
+        image_masked: ``(Bt, N)`` bool, masked image tokens.
+        mask_prob: ``(Bt,)`` nominal mask ratio per T2I row.
+        features: name -> ``(B, T, E)`` encoder features for the sequence-MoE experts.
+        num_t2i: number of T2I rows ``Bt``.
+    """
+
+    input_ids: Tensor
+    labels: Tensor
+    attention_mask: Tensor
+    position_ids: Tensor
+    group_ids: Tensor
+    valid: Tensor
+    image_mask: Tensor
+    pool_mask: Tensor
+    image_positions: Tensor
+    image_x0: Tensor
+    image_masked: Tensor
+    mask_prob: Tensor
+    features: dict[str, Tensor] = field(default_factory=dict)
+    num_t2i: int = 0
+
+    @property
+    def device(self) -> torch.device:
+        """Device of the tensors."""
+        return self.input_ids.device
+
+    def to(self, device: torch.device | str) -> TrainBatch:
+        """A copy on ``device``."""
+        moved: dict[str, Any] = {}
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if isinstance(value, Tensor):
+                value = value.to(device, non_blocking=True)
+            elif isinstance(value, dict):
+                value = {k: v.to(device, non_blocking=True) for k, v in value.items()}
+            moved[f.name] = value
+        return TrainBatch(**moved)
+
+    def routing_context(self, generator: torch.Generator | None = None) -> RoutingContext:
+        """The :class:`RoutingContext` the grouped MoEs read."""
+        return RoutingContext(
+            group_ids=self.group_ids,
+            valid=self.valid,
+            image_mask=self.image_mask,
+            pool_mask=self.pool_mask,
+            features=dict(self.features),
+            generator=generator,
+        )
+
+
+class BatchBuilder:
+    """Builds :class:`TrainBatch` es at given stream positions.
+
+    Args:
+        cfg: the full config (data, vocabulary, loss schedule, seed).
+        dataset: joined records + tokens.
+        layouts: the Show-o sequence layouts (text tokenizer + id layout + masks).
+        feature_dims: encoder features the model expects, name -> width.
+        feature_caches: precomputed features by kind (:class:`~unif2ace.model.encoders.FeatureCache`); a kind
+            without a cache, or an image missing from it, gets zeros, which the sequence MoE treats as missing
+            (that expert copies the row, spec §3.3).
+    """
+
+    def __init__(
+        self,
+        cfg: Unif2aceConfig,
+        dataset: TokenRecordDataset,
+        layouts: Layouts,
+        feature_dims: dict[str, int] | None = None,
+        feature_caches: dict[str, Any] | None = None,
+    ) -> None:
+        self.cfg, self.dataset, self.layouts = cfg, dataset, layouts
+        self.seed = cfg.train.seed
+        self.schedule = get_mask_schedule(cfg.train.loss.mask_schedule)
+        self.orders = {k: EpochOrder(len(dataset), self.seed, k) for k in ("t2i", "mmu")}
+        self.feature_dims = dict(feature_dims or {})
+        self.feature_caches = dict(feature_caches or {})
+
+    def noise_generator(self, micro_index: int, rank: int, device: torch.device) -> torch.Generator:
+        """Generator for the noise expert of micro-batch ``micro_index`` on process ``rank``."""
+        return torch.Generator(device=device).manual_seed(sample_seed(self.seed, "noise", micro_index, rank))
+
+    def _t2i_row(self, sample: FaceSample, position: int) -> tuple[Layout, dict[str, Tensor]]:
+        gen = torch.Generator().manual_seed(sample_seed(self.seed, "t2i", position))
+        drop = float(torch.rand((), generator=gen)) < self.cfg.data.cond_dropout_prob
+        layout = self.layouts.t2i("" if drop else sample.caption, sample.codes)
+        corrupted = mask_tokens(
+            layout.input_ids[layout.image_mask][None],
+            self.layouts.vocab.mask_id,
+            self.schedule,
+            generator=gen,
+            min_masking_rate=self.cfg.train.loss.min_masking_rate,
+        )
+        layout.input_ids[layout.image_mask] = corrupted.input_ids[0]
+        extra = {"masked": corrupted.mask[0], "mask_prob": corrupted.mask_prob[0]}
+        return layout, extra
+
+    def _mmu_row(self, sample: FaceSample, position: int) -> Layout:
+        gen = torch.Generator().manual_seed(sample_seed(self.seed, "mmu", position))
+        caption = float(torch.rand((), generator=gen)) < self.cfg.data.caption_fraction or not sample.vqa
+        if caption:
+            turns = [(self.cfg.data.describe_prompt, sample.caption)]
+        else:
+            order = torch.randperm(len(sample.vqa), generator=gen).tolist()
+            turns = [sample.vqa[i] for i in order[: self.cfg.data.vqa_max_turns]]
+        return self.layouts.mmu(sample.codes, turns)
+
+    def build(self, t2i_start: int, mmu_start: int, n_t2i: int, n_mmu: int) -> TrainBatch:
+        """The rows at stream positions ``t2i_start .. +n_t2i`` and ``mmu_start .. +n_mmu``."""
+        rows: list[Layout] = []
+        samples: list[FaceSample] = []
+        extras: list[dict[str, Tensor]] = []
+        for j in range(n_t2i):
+            sample = self.dataset[self.orders["t2i"].index(t2i_start + j)]
+            layout, extra = self._t2i_row(sample, t2i_start + j)
+            rows.append(layout)
+            samples.append(sample)
+            extras.append(extra)
+        for j in range(n_mmu):
+            sample = self.dataset[self.orders["mmu"].index(mmu_start + j)]
+            rows.append(self._mmu_row(sample, mmu_start + j))
+            samples.append(sample)
+        return self._collate(rows, samples, extras, n_t2i)
+
+    def _collate(
+        self, rows: list[Layout], samples: list[FaceSample], extras: list[dict[str, Tensor]], n_t2i: int
+    ) -> TrainBatch:
+        stack = lambda name: torch.stack([getattr(r, name) for r in rows])  # noqa: E731
+        input_ids = stack("input_ids")  # (B, L)
+        image_mask = stack("image_mask")
+        t2i_mask = image_mask[:n_t2i]
+        n_img = self.cfg.data.num_image_tokens
+        positions = t2i_mask.nonzero()[:, 1].view(n_t2i, n_img) if n_t2i else torch.zeros(0, n_img, dtype=torch.long)
+        x0 = torch.stack([s.codes.long() for s in samples[:n_t2i]]) if n_t2i else torch.zeros(0, n_img).long()
+        return TrainBatch(
+            input_ids=input_ids,
+            labels=stack("labels"),
+            attention_mask=self.layouts.attention_mask(input_ids, image_mask, n_t2i),
+            position_ids=torch.arange(input_ids.shape[1]).expand_as(input_ids).contiguous(),
+            group_ids=torch.tensor([GEN] * n_t2i + [UND] * (len(rows) - n_t2i), dtype=torch.long),
+            valid=stack("valid"),
+            image_mask=image_mask,
+            pool_mask=stack("pool_mask"),
+            image_positions=positions,
+            image_x0=x0,
+            image_masked=torch.stack([e["masked"] for e in extras]) if n_t2i else torch.zeros(0, n_img).bool(),
+            mask_prob=torch.stack([e["mask_prob"] for e in extras]) if n_t2i else torch.zeros(0),
+            features=self._features(samples),
+            num_t2i=n_t2i,
+        )
+
+    def _features(self, samples: list[FaceSample]) -> dict[str, Tensor]:
+        """Stacked encoder features, zeros where a sample has none: name -> ``(B, T, E)``."""
+        out = {}
+        ids = [s.id for s in samples]
+        for name, dim in self.feature_dims.items():
+            cache = self.feature_caches.get(name)
+            if cache is not None and len(cache):
+                out[name] = cache.lookup(ids)[0].float()
+            else:
+                out[name] = torch.zeros(len(samples), 1, dim)
+        return out
+
+
+class _StageBatches(torch.utils.data.Dataset):
+    """Map-style view: item ``k`` = this process's share of global micro-batch ``k`` of a stage."""
+
+    def __init__(self, builder: BatchBuilder, start: dict[str, int], t2i: int, mmu: int, rank: int, world: int):
+        self.builder, self.start, self.rank, self.world = builder, start, rank, world
+        self.t2i, self.mmu = t2i, mmu
+
+    def __len__(self) -> int:
+        return 2**31 - 1
+
+    def __getitem__(self, k: int) -> TrainBatch:
+        lt, lm = self.t2i // self.world, self.mmu // self.world
+        return self.builder.build(
+            self.start["t2i"] + k * self.t2i + self.rank * lt, self.start["mmu"] + k * self.mmu + self.rank * lm, lt, lm
+        )
+
+
+def _identity(item: TrainBatch) -> TrainBatch:
+    return item
+
+
+def batch_loader(
+    builder: BatchBuilder, plan: Any, start: dict[str, int], count: int, runtime: Any, num_workers: int = 0
+) -> torch.utils.data.DataLoader:
+    """``count`` consecutive micro-batches of a stage, starting at stream positions ``start``.
+
+    Args:
+        builder: the batch builder.
+        plan: the :class:`~unif2ace.training.stages.StagePlan` (batch composition).
+        start: ``{"t2i": position, "mmu": position}`` of the first micro-batch.
+        count: number of micro-batches.
+        runtime: process topology (rank, world size).
+        num_workers: DataLoader workers.
+    """
+    view = _StageBatches(builder, start, plan.t2i_per_batch, plan.mmu_per_batch, runtime.rank, runtime.world_size)
+    return torch.utils.data.DataLoader(
+        view,
+        batch_size=None,
+        sampler=range(count),
+        num_workers=num_workers,
+        collate_fn=_identity,
+        persistent_workers=False,
+    )

@@ -1,0 +1,107 @@
+"""Initialising a model from a checkpoint: ours (``step-*`` folders), an exported model folder, or converted Show-o.
+
+Compatibility is checked before any weight is copied and before any training work starts: every tensor of the
+checkpoint must exist in the model with the same shape, and every model tensor must be in the checkpoint unless it
+belongs to a module that is new in UniF²ace (grouped MoE, sequence MoE, resamplers), which then keeps its fresh
+initialisation (e.g. initialising a MoE model from a dense Show-o checkpoint). A mismatch stops with a one-line
+message naming the first offending key.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from unif2ace.training.checkpoint import COMPLETE, is_complete
+from unif2ace.training.optim import classify_parameters
+from unif2ace.utils.io import load_tensors
+
+__all__ = ["InitReport", "check_compatible", "find_weights_file", "load_weights_into"]
+
+_WEIGHT_NAMES = ("model.safetensors", "pytorch_model.safetensors", "model.bin", "pytorch_model.bin")
+
+
+class InitReport(dict):
+    """Summary of an initialisation: ``loaded`` / ``kept_fresh`` key counts and the source path."""
+
+
+def find_weights_file(path: str | Path) -> Path:
+    """The weights file of a checkpoint folder, a model folder, or a weights file itself.
+
+    Raises:
+        FileNotFoundError: nothing loadable at ``path`` (an unfinished ``.tmp-*`` or marker-less ``step-*``
+            folder counts as nothing).
+    """
+    path = Path(path)
+    if path.is_file():
+        return path
+    if not path.is_dir():
+        raise FileNotFoundError(f"--init-from: no checkpoint or model folder at {path}")
+    if path.name.startswith(".tmp-") or (path.name.startswith("step-") and not is_complete(path)):
+        raise FileNotFoundError(f"--init-from: {path} is an unfinished checkpoint (no {COMPLETE} marker)")
+    for name in _WEIGHT_NAMES:
+        if (path / name).is_file():
+            return path / name
+    raise FileNotFoundError(f"--init-from: {path} holds no model weights ({' / '.join(_WEIGHT_NAMES)})")
+
+
+def check_compatible(model: nn.Module, state: dict[str, torch.Tensor], source: str, strict: bool) -> list[str]:
+    """Check a state dict against a model without touching either.
+
+    Args:
+        model: the target model.
+        state: checkpoint tensors.
+        source: checkpoint path for messages.
+        strict: require every model tensor (True for resuming); False lets new UniF²ace modules stay fresh.
+
+    Returns:
+        The model keys that the checkpoint does not provide (allowed only when not strict).
+
+    Raises:
+        ValueError: a checkpoint key is unknown to the model, a shape differs, or a required key is missing.
+    """
+    target = model.state_dict()
+    for key, tensor in state.items():
+        if key not in target:
+            raise ValueError(
+                f"incompatible checkpoint {source}: key '{key}' does not exist in the model "
+                f"(check model.* in the config)"
+            )
+        if tuple(tensor.shape) != tuple(target[key].shape):
+            raise ValueError(
+                f"incompatible checkpoint {source}: key '{key}' has shape {tuple(tensor.shape)} "
+                f"there but {tuple(target[key].shape)} in the model (check model.* in the config)"
+            )
+    missing = [k for k in target if k not in state]
+    if missing:
+        infos = classify_parameters(model)
+        required = [k for k in missing if strict or not (k in infos and infos[k].new)]
+        if required:
+            raise ValueError(
+                f"incompatible checkpoint {source}: model key '{required[0]}' is missing there "
+                f"({len(required)} missing in all)"
+            )
+    return missing
+
+
+def load_weights_into(model: nn.Module, path: str | Path, strict: bool = True) -> InitReport:
+    """Load checkpoint weights into ``model`` after :func:`check_compatible`.
+
+    Args:
+        model: the target (unwrapped) model.
+        path: checkpoint folder, model folder or weights file.
+        strict: see :func:`check_compatible`.
+
+    Returns:
+        An :class:`InitReport`.
+    """
+    file = find_weights_file(path)
+    state = load_tensors(file)
+    missing = check_compatible(model, state, str(path), strict)
+    target = model.state_dict()
+    with torch.no_grad():
+        for key, tensor in state.items():
+            target[key].copy_(tensor.to(dtype=target[key].dtype))
+    return InitReport(source=str(file), loaded=len(state), kept_fresh=len(missing))

@@ -1,0 +1,172 @@
+"""One call from a config to a trained model: validate, build, initialise or resume, run every stage.
+
+Order matters for "fail before any work is lost": the config is validated when loaded, then the data paths and the
+text tokenizer, then the model is built and ``--init-from`` / the resume checkpoint is checked key by key, and
+only then does training start.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from torch import nn
+
+from unif2ace.config.base import load_config, save_config
+from unif2ace.config.train import Unif2aceConfig
+from unif2ace.data.dataset import TokenRecordDataset, TokenStore, load_records
+from unif2ace.training.batching import BatchBuilder
+from unif2ace.training.distributed import build_runtime, get_logger
+from unif2ace.training.init import load_weights_into
+from unif2ace.training.layouts import Layouts, load_text_tokenizer
+from unif2ace.training.trainer import PreviewFn, Trainer, TrainResult
+
+__all__ = ["build_batch_builder", "load_recipe", "resolve_config_path", "run_training"]
+
+log = get_logger()
+
+
+def resolve_config_path(name: str) -> Path:
+    """A config file path, or the name of a recipe shipped in ``unif2ace/configs`` (``train_tiny_cpu``).
+
+    Raises:
+        FileNotFoundError: neither a file nor a shipped recipe (message lists the shipped ones).
+    """
+    path = Path(name)
+    if path.is_file():
+        return path
+    shipped = resources.files("unif2ace") / "configs"
+    candidate = shipped / (name if name.endswith((".yaml", ".yml")) else f"{name}.yaml")
+    if candidate.is_file():
+        return Path(str(candidate))
+    names = sorted(p.name.removesuffix(".yaml") for p in shipped.iterdir() if p.name.startswith("train_"))
+    raise FileNotFoundError(f"config not found: {name} (shipped recipes: {', '.join(names)})")
+
+
+def load_recipe(name: str, overrides: list[str] | None = None) -> Unif2aceConfig:
+    """Load a recipe (path or shipped name) with dotted-key overrides."""
+    return load_config(Unif2aceConfig, resolve_config_path(name), overrides)
+
+
+def build_batch_builder(cfg: Unif2aceConfig) -> BatchBuilder:
+    """Records + token shards + tokenizer + feature caches -> a :class:`BatchBuilder` (checks every path).
+
+    Raises:
+        FileNotFoundError / ValueError: a data path is missing or the data does not fit the config.
+    """
+    data = cfg.data
+    if not data.records:
+        raise FileNotFoundError("data.records is not set; pass data.records=PATH/records.jsonl")
+    if not data.tokens:
+        raise FileNotFoundError("data.tokens is not set; pass data.tokens=PATH (shards of 'unif2ace vq encode')")
+    if data.encode_images:
+        raise ValueError(
+            "data.encode_images=true is not supported by this trainer yet; pre-compute token shards "
+            "with 'unif2ace vq encode' and set data.tokens"
+        )
+    records = load_records(data.records, data.split)
+    dataset = TokenRecordDataset(records, TokenStore(data.tokens), data.num_image_tokens, records_file=data.records)
+    if dataset.num_missing:
+        log.warning("%d records of split %s have no image tokens and are skipped", dataset.num_missing, data.split)
+    tokenizer = load_text_tokenizer(data.text_tokenizer, cfg.model.vocab)
+    layouts = Layouts(cfg.model.vocab, tokenizer, data.max_text_len, data.num_image_tokens)
+    seq = cfg.model.seq_moe
+    kinds = set(seq.und_experts) | set(seq.gen_experts) if seq.enabled else set()
+    dims = {k: v for k, v in seq.feature_dims.items() if k in kinds}
+    caches = _load_feature_caches(data.features)
+    return BatchBuilder(cfg, dataset, layouts, feature_dims=dims, feature_caches=caches)
+
+
+def _load_feature_caches(paths: dict[str, str]) -> dict[str, Any]:
+    if not paths:
+        return {}
+    from unif2ace.model.encoders import FeatureCache
+
+    caches = {}
+    for kind, path in paths.items():
+        if not Path(path).is_file():
+            raise FileNotFoundError(f"data.features.{kind}: feature cache not found: {path}")
+        caches[kind] = FeatureCache.load(path)
+    return caches
+
+
+def _default_model_factory(cfg: Unif2aceConfig) -> nn.Module:
+    from unif2ace.model import build_model
+
+    return build_model(cfg.model)
+
+
+def run_training(
+    cfg: Unif2aceConfig,
+    out_dir: str | Path,
+    init_from: str | Path | None = None,
+    preview_fn: PreviewFn | None = None,
+    cpu: bool | None = None,
+    stop_after: int | None = None,
+    model_factory: Callable[[Unif2aceConfig], nn.Module] | None = None,
+) -> TrainResult:
+    """Train ``cfg`` into ``out_dir``, resuming from its newest complete checkpoint if there is one.
+
+    Args:
+        cfg: the recipe.
+        out_dir: run folder.
+        init_from: initial weights (our checkpoint, an exported or converted Show-o model folder); ignored when
+            the run folder already has a checkpoint to resume.
+        preview_fn: optional ``preview_fn(model, step, out_dir)``.
+        cpu: force CPU (default: CPU when no GPU is visible).
+        stop_after: stop after this many optimizer steps of this invocation (tests, time-boxed jobs).
+        model_factory: builds the model from the config (default: :func:`unif2ace.model.build_model`).
+
+    Returns:
+        The :class:`TrainResult`.
+    """
+    if cfg.train.gradient_checkpointing and not cfg.model.gradient_checkpointing:
+        cfg = dataclasses.replace(cfg, model=dataclasses.replace(cfg.model, gradient_checkpointing=True))
+    builder = build_batch_builder(cfg)
+    if init_from is not None and not Path(init_from).exists():
+        raise FileNotFoundError(f"--init-from: no checkpoint or model folder at {init_from}")
+    runtime = build_runtime(
+        cfg.train.mixed_precision,
+        cfg.train.grad_accum_steps,
+        cfg.train.seed,
+        cpu=cpu,
+        find_unused_parameters=cfg.model.token_moe.enabled or cfg.model.seq_moe.enabled,
+    )
+    model = (model_factory or _default_model_factory)(cfg)
+    out_dir = Path(out_dir)
+    trainer = Trainer(
+        cfg,
+        model,
+        builder,
+        runtime,
+        out_dir,
+        preview_fn=preview_fn,
+        model_writer=_model_writer(),
+        stop_after=stop_after,
+    )
+    resumed = trainer.resume_if_possible()
+    if resumed is None and init_from is not None:
+        report = load_weights_into(model, init_from, strict=False)
+        log.info(
+            "initialised from %s (%d tensors loaded, %d new tensors kept fresh)",
+            report["source"],
+            report["loaded"],
+            report["kept_fresh"],
+        )
+    elif resumed is not None and init_from is not None:
+        log.info("--init-from ignored: resuming the run in %s", out_dir)
+    if runtime.is_main:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        save_config(cfg, out_dir / "config.yaml")
+    try:
+        return trainer.run()
+    finally:
+        runtime.end()
+
+
+def _model_writer() -> Callable[[Path, dict], None] | None:
+    """The model package's weights + config writer, when it offers one taking a state dict."""
+    return None
