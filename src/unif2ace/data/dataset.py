@@ -157,7 +157,7 @@ class TokenStore:
             if "codes" not in tensors or "index" not in tensors:
                 raise ValueError(f"data.tokens: {folder / name} needs 'codes' and 'index' tensors")
             codes, index = tensors["codes"].long(), tensors["index"].long()
-            if codes.dim() != 2 or index.shape != (codes.shape[0],) or int(index.max(initial=-1)) >= len(sources):
+            if codes.dim() != 2 or index.shape != (codes.shape[0],) or (index.numel() and int(index.max()) >= len(sources)):
                 raise ValueError(f"data.tokens: {folder / name} rows do not match provenance.json sources")
             self._codes.append(codes)
             for row, src in enumerate(index.tolist()):

@@ -1,0 +1,139 @@
+"""Dataset order, token joining, Show-o layouts / omni-attention masks and mixed-batch construction."""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+import pytest
+import torch
+from train_helpers import make_dataset, tiny_config
+
+from unif2ace.config.model import VocabConfig
+from unif2ace.data.dataset import EpochOrder, TokenRecordDataset, TokenStore, load_records, sample_seed
+from unif2ace.losses.corruption import IGNORE_INDEX
+from unif2ace.training.batching import batch_loader
+from unif2ace.training.layouts import ByteTokenizer, Layouts
+from unif2ace.training.run import build_batch_builder
+from unif2ace.training.stages import plan_stages
+
+
+def test_epoch_order_is_a_permutation_per_epoch_and_deterministic():
+    order = EpochOrder(7, seed=3, stream="t2i")
+    first = order.indices(0, 7)
+    assert sorted(first) == list(range(7))
+    assert sorted(order.indices(7, 7)) == list(range(7))
+    assert first != order.indices(7, 7)  # a new permutation per epoch (fixed seed: known to differ)
+    assert EpochOrder(7, seed=3, stream="t2i").indices(0, 14) == order.indices(0, 14)
+    assert EpochOrder(7, seed=3, stream="mmu").indices(0, 7) != first
+    assert sample_seed(1, "t2i", 5) == sample_seed(1, "t2i", 5) != sample_seed(1, "t2i", 6)
+
+
+def test_token_store_joins_records_by_image_path(tmp_path):
+    records_file, tokens = make_dataset(tmp_path, num_images=7, shard_size=3)
+    store = TokenStore(tokens)
+    assert len(store) == 7 and store.num_tokens == 16
+    ds = TokenRecordDataset(load_records(records_file), store, 16, records_file=records_file)
+    assert len(ds) == 7
+    sample = ds[4]
+    assert sample.id == "img004" and sample.codes.shape == (16,)
+    with pytest.raises(ValueError, match="num_image_tokens=8"):
+        TokenRecordDataset(load_records(records_file), store, 8, records_file=records_file)
+    with pytest.raises(ValueError, match="no record has image tokens"):
+        TokenRecordDataset(load_records(records_file), store, 16, records_file=tmp_path / "elsewhere" / "r.jsonl")
+    with pytest.raises(FileNotFoundError, match="data.tokens"):
+        TokenStore(tmp_path / "missing")
+
+
+def test_load_records_errors_name_the_line(tmp_path):
+    bad = tmp_path / "r.jsonl"
+    bad.write_text('{"id": "a", "caption": "x"}\n{oops\n')
+    with pytest.raises(ValueError, match=r"r.jsonl:2"):
+        load_records(bad)
+    with pytest.raises(FileNotFoundError, match="data.records"):
+        load_records(tmp_path / "nope.jsonl")
+
+
+def _reference_mask(ids: list[int], is_t2i: bool, v: VocabConfig) -> torch.Tensor:
+    """Loop form of Show-o's predict-next (rm_pad_in_image) / MMU masks, True = attend."""
+    n = len(ids)
+    pad, soi, eoi = v.pad_id, v.special_id("<|soi|>"), v.special_id("<|eoi|>")
+    m = torch.zeros(n, n, dtype=torch.bool)
+    in_img = [False] * n
+    if is_t2i:
+        s, e = ids.index(soi), ids.index(eoi)
+        for i in range(s, e + 1):
+            in_img[i] = True
+    eoi_pos = ids.index(eoi)
+    for q in range(n):
+        for k in range(n):
+            if is_t2i:
+                ok = (k <= q or in_img[q]) and ids[k] != pad
+            else:
+                ok = (k <= q or k <= eoi_pos) and ids[k] != pad
+            m[q, k] = ok or q == k
+    return m
+
+
+def test_layouts_match_showo_format_and_reference_masks():
+    v = VocabConfig()
+    lay = Layouts(v, ByteTokenizer(), max_text_len=32, num_image_tokens=4)
+    codes = torch.tensor([0, 5, 63, 7])
+    t2i = lay.t2i("hi", codes)
+    ids = t2i.input_ids.tolist()
+    assert len(ids) == lay.seq_len == 32 + 4 + 3
+    assert ids[:28] == [v.pad_id] * 28 and ids[28] == v.special_id("<|t2i|>")
+    assert ids[29:33] == [v.bos_id, ord("h"), ord("i"), v.eos_id]
+    assert ids[33] == v.special_id("<|soi|>") and ids[-1] == v.special_id("<|eoi|>")
+    assert ids[34:38] == (codes + v.image_offset).tolist()
+    assert t2i.image_mask.nonzero().flatten().tolist() == [34, 35, 36, 37]
+    assert (t2i.labels == IGNORE_INDEX).all()
+    mmu = lay.mmu(codes, [("q?", "yes")])
+    mids, labels = mmu.input_ids.tolist(), mmu.labels.tolist()
+    supervised = [t for t, lab in zip(mids, labels, strict=True) if lab != IGNORE_INDEX]
+    assert supervised == [*b" yes", v.eos_id]  # only the answer and its eos
+    assert mids[0] == v.special_id("<|mmu|>") and mids[-1] == v.pad_id
+    batch_ids = torch.stack([t2i.input_ids, mmu.input_ids])
+    masks = lay.attention_mask(batch_ids, torch.stack([t2i.image_mask, mmu.image_mask]), num_t2i=1)
+    assert masks.shape == (2, 1, lay.seq_len, lay.seq_len)
+    assert torch.equal(masks[0, 0], _reference_mask(ids, True, v))
+    assert torch.equal(masks[1, 0], _reference_mask(mids, False, v))
+
+
+def test_mmu_truncates_to_the_text_budget():
+    lay = Layouts(VocabConfig(), ByteTokenizer(), max_text_len=10, num_image_tokens=4)
+    row = lay.mmu(torch.zeros(4, dtype=torch.long), [("a long question here", "a long answer"), ("q2", "a2")])
+    assert row.input_ids.shape == (lay.seq_len,)
+    assert (row.labels != IGNORE_INDEX).sum() >= 1
+
+
+def test_batches_are_independent_of_the_process_split(tmp_path):
+    records, tokens = make_dataset(tmp_path)
+    cfg = tiny_config(records, tokens, **{"data.t2i_per_batch": 4, "data.mmu_per_batch": 4})
+    builder = build_batch_builder(cfg)
+    plan = plan_stages(cfg, world_size=2)[0]
+    whole = next(iter(batch_loader(builder, plan, {"t2i": 3, "mmu": 5}, 1, SimpleNamespace(rank=0, world_size=1))))
+    parts = [
+        next(iter(batch_loader(builder, plan, {"t2i": 3, "mmu": 5}, 1, SimpleNamespace(rank=r, world_size=2))))
+        for r in range(2)
+    ]
+    assert whole.num_t2i == 4 and whole.input_ids.shape[0] == 8
+    t2i = torch.cat([p.input_ids[: p.num_t2i] for p in parts])
+    mmu = torch.cat([p.input_ids[p.num_t2i :] for p in parts])
+    assert torch.equal(torch.cat([t2i, mmu]), whole.input_ids)
+    assert torch.equal(torch.cat([p.image_masked for p in parts]), whole.image_masked)
+    mask_id = cfg.model.vocab.mask_id
+    masked_ids = whole.input_ids[:4].gather(1, whole.image_positions)
+    assert torch.equal(masked_ids == mask_id, whole.image_masked)
+    assert torch.equal(whole.group_ids, torch.tensor([1, 1, 1, 1, 0, 0, 0, 0]))
+    assert whole.image_masked.sum(1).ge(1).all()
+
+
+def test_cfg_dropout_rate_follows_the_config(tmp_path):
+    records, tokens = make_dataset(tmp_path)
+    cfg = tiny_config(
+        records, tokens, **{"data.cond_dropout_prob": 0.5, "data.t2i_per_batch": 200, "data.mmu_per_batch": 0}
+    )
+    builder = build_batch_builder(cfg)
+    batch = builder.build(0, 0, 200, 0)
+    empty = batch.valid[:, : cfg.data.max_text_len + 1].sum(1) == 3  # <|t2i|> <bos> <eos>
+    assert 0.35 < empty.float().mean().item() < 0.65
