@@ -263,10 +263,10 @@ class GroupedSequenceMoE(nn.Module):
             weights = torch.full(indices.shape, 1.0 / indices.shape[1], device=normed.device)
             ctx.routing_cache[layer_idx] = {"experts": indices, "weights": weights}
             return indices, weights, aux
-        pool = ctx.valid if ctx.pool_mask is None else ctx.pool_mask & ctx.valid
-        pool = pool.to(normed.device)
+        pool = ctx.valid if ctx.pool_mask is None else ctx.pool_mask
         if pool.shape != (batch, length):
             raise ValueError(f"ctx.pool_mask has shape {tuple(pool.shape)}; expected (B, L) = {(batch, length)}")
+        pool = (pool & ctx.valid).to(normed.device)
         fresh = pool.any(dim=1)  # (B,) rows whose condition is in this forward
         indices, weights = self._cached(ctx, layer_idx, batch, fresh, normed.device)
         if fresh.any():
