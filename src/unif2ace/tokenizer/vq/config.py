@@ -88,7 +88,7 @@ class VQModelConfig:
     """Architecture of the LFQ autoencoder; the defaults are Show-o's MAGVIT-v2 (``showlab/magvitv2``)."""
 
     resolution: int = 256
-    """Nominal input size (only used to place attention blocks by feature-map size)."""
+    """Nominal input size: places attention blocks by feature-map size and is the default encode size."""
     in_channels: int = 3
     """Image channels fed to the encoder."""
     out_channels: int = 3
@@ -110,11 +110,7 @@ class VQModelConfig:
             "model.decoder.ch_mult",
             f"needs as many levels as the encoder ({len(self.encoder.ch_mult)}) so that it undoes the downsampling",
         )
-        check(
-            self.resolution > 0 and self.resolution % self.downsample_factor == 0,
-            "model.resolution",
-            f"{self.resolution} must be a positive multiple of the downsampling factor {self.downsample_factor}",
-        )
+        check(self.resolution > 0, "model.resolution", f"must be positive, got {self.resolution}")
 
     @property
     def z_channels(self) -> int:
