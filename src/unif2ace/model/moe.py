@@ -21,6 +21,7 @@ computes exactly the dense MLP at step 0.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 
 import torch
@@ -32,8 +33,12 @@ from unif2ace.model.interfaces import MixerOutput, RoutingContext
 
 
 def gelu_new(x: Tensor) -> Tensor:
-    """Tanh approximation of GELU (Phi's ``gelu_new``): ``0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3)))``."""
-    return F.gelu(x, approximate="tanh")
+    """Tanh approximation of GELU (Phi's ``gelu_new``): ``0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3)))``.
+
+    Written out term by term (not ``F.gelu(approximate="tanh")``) so the rounding matches Phi's MLP and an
+    upcycled MoE reproduces the dense block to the last bits.
+    """
+    return 0.5 * x * (1.0 + torch.tanh(math.sqrt(2.0 / math.pi) * (x + 0.044715 * torch.pow(x, 3.0))))
 
 
 class Expert(nn.Module):

@@ -242,7 +242,7 @@ class GroupedSequenceMoE(nn.Module):
                     continue
                 y = self._run_expert(expert, x, normed, block_input, ctx, rows)  # (n, L, D)
                 w = (weights * chosen).sum(dim=1).index_select(0, rows).to(y.dtype)  # (n,)
-                out = out.index_add(0, rows, w[:, None, None] * y)
+                out = out.index_add(0, rows, (w[:, None, None] * y).to(out.dtype))
         routing = {"seq_experts": indices.detach(), "seq_weights": weights.detach()}
         return MixerOutput(out, aux, routing)
 

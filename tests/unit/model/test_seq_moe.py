@@ -308,6 +308,19 @@ def test_sequence_balance_loss_is_lambda_under_uniform_routing():
     assert _mixer(top_k=4)(x, _ctx([0, 1, 1], features=_features(3)), 0, x).aux_loss.item() == 0.0
 
 
+def test_bf16_autocast_forward_backward():
+    mixer = _mixer()
+    with torch.no_grad():
+        mixer.routers["und"].weight.normal_()
+    x = torch.randn(3, 8, D, requires_grad=True)
+    ctx = _ctx([0, 1, 0], features=_features(3), force_seq_experts=torch.tensor([[0, 1], [2, 1], [1, 3]]))
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out = mixer(x, ctx, 0, x * 0.5)
+    assert out.hidden.dtype == torch.float32 and torch.isfinite(out.hidden).all()
+    out.hidden.sum().backward()
+    assert torch.isfinite(x.grad).all() and mixer.resamplers["clip"].proj_in.weight.grad is not None
+
+
 # --- config and factories ----------------------------------------------------------------------------------------
 
 
