@@ -11,6 +11,7 @@ from unif2ace.config.model import (
     TokenMoEConfig,
     VocabConfig,
 )
+from unif2ace.config.train import DataConfig, LossConfig, StageConfig, TrainConfig, Unif2aceConfig  # noqa: F401
 
 __all__ = [
     "GEN", "GROUPS", "UND", "ConfigError", "ModelConfig", "ResamplerConfig", "SeqMoEConfig", "TokenMoEConfig",
