@@ -190,6 +190,11 @@ class GroupedTokenMoE(nn.Module):
         if ctx is None:
             raise ValueError("GroupedTokenMoE needs a RoutingContext (group_ids, valid); pass ctx to the model")
         batch, length, dim = x.shape
+        if ctx.valid.shape != (batch, length) or ctx.group_ids.shape != (batch,):
+            raise ValueError(
+                f"RoutingContext shapes valid={tuple(ctx.valid.shape)}, group_ids={tuple(ctx.group_ids.shape)} "
+                f"do not match hidden states (B, L) = {(batch, length)}"
+            )
         flat = x.reshape(batch * length, dim)  # (B*L, D)
         token_group = ctx.group_ids.to(x.device).repeat_interleave(length)  # (B*L,)
         valid = ctx.valid.to(x.device).reshape(-1)  # (B*L,)

@@ -275,6 +275,8 @@ def test_missing_group_and_context_errors():
         moe(x, _ctx([0, 1], torch.ones(2, 3, dtype=torch.bool)))
     with pytest.raises(ValueError, match="RoutingContext"):
         moe(x, None)
+    with pytest.raises(ValueError, match="do not match hidden states"):
+        moe(x, _ctx([0, 0], torch.ones(2, 4, dtype=torch.bool)))
 
 
 def test_bf16_autocast_forward_backward():
