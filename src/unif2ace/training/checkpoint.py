@@ -239,7 +239,8 @@ class CheckpointPayload:
         model_state: full model state dict (main process only; None elsewhere).
         model_config: model config as plain data, written to ``config.json``.
         train_config_yaml: the recipe as YAML text.
-        optimizer_state: ``optimizer.state_dict()`` (main process; identical across DDP ranks).
+        optimizer_state: ``optimizer.state_dict()`` (main process; identical across DDP ranks); None under
+            FSDP / DeepSpeed, whose sharded optimizer states are not saved (the moments restart on resume).
         state: the scalar :class:`TrainingState`.
         ema_state: EMA shadow weights or None.
         generators: named generators of this process whose states must be restored.
@@ -258,7 +259,7 @@ class CheckpointPayload:
 
 def _write_main(tmp: Path, payload: CheckpointPayload) -> None:
     """Files written once, by the main process."""
-    assert payload.model_state is not None and payload.optimizer_state is not None
+    assert payload.model_state is not None
     if payload.write_weights is not None:
         payload.write_weights(tmp, payload.model_state)
     else:
@@ -267,10 +268,10 @@ def _write_main(tmp: Path, payload: CheckpointPayload) -> None:
     atomic_write_text(tmp / "train_config.yaml", payload.train_config_yaml)
     if payload.ema_state is not None:
         save_tensors(tmp / "ema.safetensors", payload.ema_state, metadata={"format": "pt"})
-    state_dir = tmp / "training_state"
-    opt_tensors, opt_meta = flatten_optimizer_state(payload.optimizer_state)
-    save_tensors(state_dir / "optimizer.safetensors", opt_tensors)
-    atomic_write_json(state_dir / "optimizer.json", opt_meta)
+    if payload.optimizer_state is not None:
+        opt_tensors, opt_meta = flatten_optimizer_state(payload.optimizer_state)
+        save_tensors(tmp / "training_state" / "optimizer.safetensors", opt_tensors)
+        atomic_write_json(tmp / "training_state" / "optimizer.json", opt_meta)
 
 
 def _write_rank(tmp: Path, payload: CheckpointPayload, rank: int) -> None:
@@ -280,12 +281,55 @@ def _write_rank(tmp: Path, payload: CheckpointPayload, rank: int) -> None:
     atomic_write_json(tmp / "training_state" / f"rng-rank{rank}.json", meta)
 
 
+def _write_files(
+    root: Path,
+    final: Path,
+    tmp: Path,
+    payload: CheckpointPayload,
+    rank: int,
+    is_main: bool,
+    agree: Callable[[bool], bool],
+) -> OSError | None:
+    """Write into ``tmp`` and rename it to ``final``; returns the first OSError of any process (collective)."""
+    error: OSError | None = None
+    try:
+        if is_main:
+            shutil.rmtree(tmp, ignore_errors=True)
+            (tmp / "training_state").mkdir(parents=True)
+    except OSError as err:
+        error = err
+    if not agree(error is None):
+        return error or OSError(errno.EIO, "another process failed to create the checkpoint folder")
+    try:
+        _write_rank(tmp, payload, rank)
+        if is_main:
+            _write_main(tmp, payload)
+            state = {"format_version": FORMAT_VERSION, **asdict(payload.state)}
+            atomic_write_json(tmp / "training_state" / "state.json", state)
+    except OSError as err:
+        error = err
+    if not agree(error is None):
+        return error or OSError(errno.EIO, "another process failed to write its part of the checkpoint")
+    try:
+        if is_main:
+            atomic_write_text(tmp / COMPLETE, f"{final.name}\n")
+            _fsync_dir(tmp)
+            _fsync_dir(tmp / "training_state")
+            os.replace(tmp, final)
+            _fsync_dir(root)
+    except OSError as err:
+        error = err
+    if not agree(error is None):
+        return error or OSError(errno.EIO, "the main process failed to finalise the checkpoint")
+    return None
+
+
 def write_checkpoint(
     root: str | Path,
     payload: CheckpointPayload,
     rank: int = 0,
     is_main: bool = True,
-    barrier: Callable[[], None] = lambda: None,
+    agree: Callable[[bool], bool] = lambda ok: ok,
     keep_last: int | None = None,
 ) -> Path:
     """Write one checkpoint atomically (collective: every process calls it with its own payload).
@@ -295,7 +339,7 @@ def write_checkpoint(
         payload: what to write (see :class:`CheckpointPayload`).
         rank: this process's index.
         is_main: True on the process that writes the shared files and renames the folder.
-        barrier: synchronisation between processes (no-op for one process).
+        agree: collective "did every process succeed" (also the synchronisation point); identity for one process.
         keep_last: prune to this many complete checkpoints afterwards (None = keep all).
 
     Returns:
@@ -303,6 +347,7 @@ def write_checkpoint(
 
     Raises:
         CheckpointError: the disk is full (ENOSPC) or the quota is exceeded; the previous checkpoint is intact.
+        OSError: any other write error (the partial folder is removed).
     """
     root = Path(root)
     final = root / step_dirname(payload.state.global_step)
@@ -310,31 +355,13 @@ def write_checkpoint(
     previous = latest_checkpoint(root)
     if is_complete(final):
         return final
-    try:
+    error = _write_files(root, final, tmp, payload, rank, is_main, agree)
+    if error is not None:
         if is_main:
             shutil.rmtree(tmp, ignore_errors=True)
-            (tmp / "training_state").mkdir(parents=True)
-        barrier()
-        _write_rank(tmp, payload, rank)
-        if is_main:
-            _write_main(tmp, payload)
-            atomic_write_json(
-                tmp / "training_state" / "state.json", {"format_version": FORMAT_VERSION, **asdict(payload.state)}
-            )
-        barrier()
-        if is_main:
-            atomic_write_text(tmp / COMPLETE, f"{final.name}\n")
-            _fsync_dir(tmp)
-            _fsync_dir(tmp / "training_state")
-            os.replace(tmp, final)
-            _fsync_dir(root)
-    except OSError as err:
-        if is_main:
-            shutil.rmtree(tmp, ignore_errors=True)
-        if err.errno in (errno.ENOSPC, errno.EDQUOT):
+        if error.errno in (errno.ENOSPC, errno.EDQUOT):
             raise CheckpointError(_disk_full_message(final, previous)) from None
-        raise
-    barrier()
+        raise error
     if is_main and keep_last is not None:
         prune_checkpoints(root, keep_last)
     return final

@@ -107,6 +107,19 @@ class Runtime:
         """``"NO"``, ``"MULTI_CPU"``, ``"MULTI_GPU"``, ``"FSDP"``, ``"DEEPSPEED"``, ..."""
         return str(self.accelerator.distributed_type).split(".")[-1]
 
+    @property
+    def shards_parameters(self) -> bool:
+        """True under FSDP or DeepSpeed ZeRO-3 (no process holds full parameters)."""
+        if self.distributed_type == "FSDP":
+            return True
+        plugin = getattr(self.accelerator.state, "deepspeed_plugin", None)
+        return self.distributed_type == "DEEPSPEED" and getattr(plugin, "zero_stage", 0) == 3
+
+    @property
+    def plain_optimizer_state(self) -> bool:
+        """True when ``optimizer.state_dict()`` is the full torch state on every process (single process, DDP)."""
+        return self.distributed_type not in ("FSDP", "DEEPSPEED", "MEGATRON_LM", "XLA")
+
     def autocast(self) -> contextlib.AbstractContextManager:
         """Autocast context for the forward pass (a no-op in fp32 / on CPU)."""
         if self.precision == "no":
@@ -135,6 +148,13 @@ class Runtime:
     def prepare(self, model: nn.Module, optimizer: torch.optim.Optimizer) -> tuple[nn.Module, Any]:
         """Wrap model and optimizer for the topology (DDP / FSDP / DeepSpeed; device placement)."""
         return self.accelerator.prepare(model, optimizer)
+
+    def agree(self, ok: bool) -> bool:
+        """Collective AND of ``ok`` over processes (also a synchronisation point)."""
+        if self.world_size == 1:
+            return ok
+        flag = torch.tensor([0.0 if ok else 1.0], device=self.device)
+        return float(self.all_sum(flag)) == 0.0
 
     def barrier(self) -> None:
         """Wait for every process."""

@@ -88,6 +88,11 @@ class Trainer:
         self.preview_fn, self.model_writer, self.stop_after = preview_fn, model_writer, stop_after
         self.plans = plan_stages(cfg, runtime.world_size)
         self.state = ckpt.TrainingState(world_size=runtime.world_size, data_position={"t2i": 0, "mmu": 0})
+        if cfg.train.ema_decay > 0 and runtime.shards_parameters:
+            raise ValueError(
+                "train.ema_decay > 0 needs full parameters on every process; use DDP or DeepSpeed "
+                "ZeRO-2, or set train.ema_decay=0 under FSDP / ZeRO-3"
+            )
         self.ema = EMA(model, cfg.train.ema_decay) if cfg.train.ema_decay > 0 else None
         self.losses = LossComputer(cfg, runtime)
         self._resume_from: Path | None = None
@@ -164,7 +169,14 @@ class Trainer:
         optimizer, specs = build_optimizer(raw, stage.lr, stage.new_param_lr, tc.weight_decay, tuple(tc.betas), tc.eps)
         saved = self._resume_from
         if saved is not None and self.state.stage_index == plan.index and self.state.stage_step > 0:
-            _load_optimizer(optimizer, saved)
+            if (saved / "training_state" / "optimizer.safetensors").is_file():
+                _load_optimizer(optimizer, saved)
+            else:
+                log.warning(
+                    "%s has no optimizer state (written under %s); AdamW moments restart",
+                    saved,
+                    self.state.extra.get("distributed_type", "FSDP/DeepSpeed"),
+                )
         wrapped, optimizer = self.runtime.prepare(raw, optimizer)
         n_train = sum(p.numel() for n, p in raw.named_parameters() if n in set(trainable))
         log.info(
@@ -282,7 +294,7 @@ class Trainer:
         step, tc = self.state.global_step, self.cfg.train
         loss = summary.get("loss/total", float("nan"))
         self._losses_run.append(loss)
-        self.state.extra = {"last_loss": loss, "stage": plan.name}
+        self.state.extra = {"last_loss": loss, "stage": plan.name, "distributed_type": self.runtime.distributed_type}
         bar.update(loss, summary["tokens_per_s"], plan.name)
         if step % tc.log_every == 0 or step == plan.end_step:
             metrics.log(step, {"stage": plan.index, **summary})
@@ -314,7 +326,7 @@ class Trainer:
             model_state=state_dict if main else None,
             model_config=to_dict(self.cfg.model),
             train_config_yaml=yaml.safe_dump(to_dict(self.cfg), sort_keys=False),
-            optimizer_state=raw_opt.state_dict() if main else None,
+            optimizer_state=raw_opt.state_dict() if (main and self.runtime.plain_optimizer_state) else None,
             state=self.state,
             ema_state=self.ema.state_dict() if (self.ema is not None and main) else None,
             write_weights=self.model_writer,
@@ -324,7 +336,7 @@ class Trainer:
             payload,
             rank=self.runtime.rank,
             is_main=main,
-            barrier=self.runtime.barrier,
+            agree=self.runtime.agree,
             keep_last=self.cfg.train.keep_last,
         )
         log.info("saved %s", path)
