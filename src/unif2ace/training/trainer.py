@@ -97,6 +97,7 @@ class Trainer:
         self.losses = LossComputer(cfg, runtime)
         self._resume_from: Path | None = None
         self._losses_run: list[float] = []
+        self._plot_disabled = False
 
     # ------------------------------------------------------------------------------------------------ resume
 
@@ -155,8 +156,7 @@ class Trainer:
         finally:
             bar.close()
             metrics.close()
-        if self.runtime.is_main:
-            plot_loss_curve(metrics.path, self.out_dir / "loss_curve.png")
+        self._plot(metrics.path)
         last = self._losses_run[-1] if self._losses_run else float("nan")
         return TrainResult(self.state.global_step, last, ckpt.latest_checkpoint(self.ckpt_dir), self._losses_run)
 
@@ -298,12 +298,22 @@ class Trainer:
         bar.update(loss, summary["tokens_per_s"], plan.name)
         if step % tc.log_every == 0 or step == plan.end_step:
             metrics.log(step, {"stage": plan.index, **summary})
-        if self.runtime.is_main and tc.plot_every and step % tc.plot_every == 0:
-            plot_loss_curve(metrics.path, self.out_dir / "loss_curve.png")
+        if tc.plot_every and step % tc.plot_every == 0:
+            self._plot(metrics.path)
         if self.preview_fn is not None and tc.preview_every and step % tc.preview_every == 0:
             self._preview(model, step)
         if step % tc.checkpoint_every == 0 and step != plan.end_step:
             self._save(model, optimizer)
+
+    def _plot(self, metrics_path: Path) -> None:
+        """Redraw ``loss_curve.png`` (main process; a missing matplotlib only costs the plot)."""
+        if not self.runtime.is_main or self._plot_disabled:
+            return
+        try:
+            plot_loss_curve(metrics_path, self.out_dir / "loss_curve.png")
+        except ValueError as err:
+            log.warning("loss curve disabled: %s", err)
+            self._plot_disabled = True
 
     def _preview(self, model: nn.Module, step: int) -> None:
         if self.runtime.is_main:
