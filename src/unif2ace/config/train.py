@@ -134,7 +134,13 @@ class TrainConfig:
     log_every: int = 10
     """Write a metrics line every this many optimizer steps."""
     preview_every: int = 0
-    """Call the preview function (face grids, captions) every this many steps (0 = never)."""
+    """Write previews (faces for fixed prompts, captions of fixed validation faces) every this many steps."""
+    preview_prompts: list[str] = field(default_factory=list)
+    """Fixed generation prompts (empty = the captions of the first validation faces)."""
+    preview_faces: int = 4
+    """Number of fixed validation faces (test split when it has tokens, else the first training faces)."""
+    preview_steps: int = 8
+    """MaskGIT steps of the preview sampler."""
     plot_every: int = 100
     """Redraw the loss-curve PNG every this many steps (0 = only at the end)."""
     progress_bar: bool = True
@@ -159,6 +165,7 @@ class TrainConfig:
         check(self.keep_last >= 1, "train.keep_last", "must be >= 1")
         check(self.log_every >= 1, "train.log_every", "must be >= 1")
         check(self.preview_every >= 0 and self.plot_every >= 0, "train.preview_every", "must be >= 0")
+        check(self.preview_faces >= 0 and self.preview_steps >= 1, "train.preview_faces", "must be >= 0 (steps >= 1)")
 
 
 @dataclass

@@ -198,15 +198,17 @@ class BatchBuilder:
         )
 
     def _features(self, samples: list[FaceSample]) -> dict[str, Tensor]:
-        """Stacked encoder features, zeros where a sample has none: name -> ``(B, T, E)``."""
+        return self.features_for([s.id for s in samples])
+
+    def features_for(self, image_ids: list[str | None]) -> dict[str, Tensor]:
+        """Encoder features for the sequence-MoE experts, name -> ``(B, T, E)`` (zeros where missing)."""
         out = {}
-        ids = [s.id for s in samples]
         for name, dim in self.feature_dims.items():
             cache = self.feature_caches.get(name)
             if cache is not None and len(cache):
-                out[name] = cache.lookup(ids)[0].float()
+                out[name] = cache.lookup(image_ids)[0].float()
             else:
-                out[name] = torch.zeros(len(samples), 1, dim)
+                out[name] = torch.zeros(len(image_ids), 1, dim)
         return out
 
 

@@ -33,6 +33,10 @@ class TextTokenizer(Protocol):
         """Text ids of ``text`` (no special tokens)."""
         ...
 
+    def decode(self, ids: list[int]) -> str:
+        """Text of plain text ids."""
+        ...
+
 
 class ByteTokenizer:
     """UTF-8 bytes as ids ``0..255``: a dependency-free tokenizer for tiny models (``llm_vocab_size >= 257``)."""
@@ -40,6 +44,10 @@ class ByteTokenizer:
     def encode(self, text: str) -> list[int]:
         """Byte ids of ``text``."""
         return list(text.encode("utf-8"))
+
+    def decode(self, ids: list[int]) -> str:
+        """Text of byte ids (ids >= 256 are skipped; invalid UTF-8 is replaced)."""
+        return bytes(i for i in ids if 0 <= i < 256).decode("utf-8", errors="replace")
 
 
 class _HFTokenizer:
@@ -52,6 +60,9 @@ class _HFTokenizer:
 
     def encode(self, text: str) -> list[int]:
         return self._tok.encode(text, add_special_tokens=False).ids
+
+    def decode(self, ids: list[int]) -> str:
+        return self._tok.decode(ids)
 
 
 def load_text_tokenizer(spec: str, vocab: VocabConfig) -> TextTokenizer:
@@ -107,6 +118,10 @@ class Layouts:
             sid("<|t2i|>"),
             sid("<|mmu|>"),
         )
+
+    def decode(self, ids: list[int]) -> str:
+        """Text of generated ids (ids outside the text range are dropped)."""
+        return self.tokenizer.decode([i for i in ids if 0 <= i < self.vocab.llm_vocab_size])
 
     def _image(self, codes: Tensor) -> list[int]:
         if codes.numel() != self.num_image_tokens:

@@ -93,6 +93,32 @@ def _load_feature_caches(paths: dict[str, str]) -> dict[str, Any]:
     return caches
 
 
+def default_preview_fn(cfg: Unif2aceConfig, builder: BatchBuilder) -> PreviewFn:
+    """Previews for fixed validation faces (test split if it has tokens) and fixed prompts (their captions)."""
+    from unif2ace.training.preview import load_preview_decoder, make_preview_fn
+
+    n = cfg.train.preview_faces
+    try:
+        held_out = TokenRecordDataset(
+            load_records(cfg.data.records, "test"),
+            builder.dataset.tokens,
+            cfg.data.num_image_tokens,
+            records_file=cfg.data.records,
+        )
+    except ValueError:
+        held_out = builder.dataset
+    faces = [held_out[i] for i in range(min(n, len(held_out)))]
+    prompts = list(cfg.train.preview_prompts) or [f.caption for f in faces]
+    return make_preview_fn(
+        builder,
+        prompts,
+        faces,
+        steps=cfg.train.preview_steps,
+        decoder=load_preview_decoder(cfg.data.tokens),
+        seed=cfg.train.seed,
+    )
+
+
 def _default_model_factory(cfg: Unif2aceConfig) -> nn.Module:
     from unif2ace.model import build_model
 
@@ -136,6 +162,8 @@ def run_training(
         find_unused_parameters=cfg.model.token_moe.enabled or cfg.model.seq_moe.enabled,
     )
     model = (model_factory or _default_model_factory)(cfg)
+    if preview_fn is None and cfg.train.preview_every > 0:
+        preview_fn = default_preview_fn(cfg, builder)
     out_dir = Path(out_dir)
     trainer = Trainer(
         cfg,

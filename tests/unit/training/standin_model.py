@@ -55,8 +55,10 @@ class StandInTransformer(nn.Module):
         d = cfg.hidden_size
         self.embed = nn.Embedding(cfg.vocab.vocab_size, d)
         self.pos = nn.Embedding(cfg.max_position_embeddings, d)
-        ffns = [build_feed_forward(cfg, i) if cfg.token_moe.enabled else _MLP(d, cfg.intermediate_size)
-                for i in range(cfg.num_layers)]
+        ffns = [
+            build_feed_forward(cfg, i) if cfg.token_moe.enabled else _MLP(d, cfg.intermediate_size)
+            for i in range(cfg.num_layers)
+        ]
         self.layers = nn.ModuleList(_Block(cfg, f) for f in ffns)
         self.seq = nn.ModuleList(build_sequence_mixers(cfg)) if cfg.seq_moe.enabled else None
         self.norm = nn.LayerNorm(d)
