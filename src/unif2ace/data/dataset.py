@@ -157,7 +157,8 @@ class TokenStore:
             if "codes" not in tensors or "index" not in tensors:
                 raise ValueError(f"data.tokens: {folder / name} needs 'codes' and 'index' tensors")
             codes, index = tensors["codes"].long(), tensors["index"].long()
-            if codes.dim() != 2 or index.shape != (codes.shape[0],) or (index.numel() and int(index.max()) >= len(sources)):
+            out_of_range = index.numel() > 0 and int(index.max()) >= len(sources)
+            if codes.dim() != 2 or index.shape != (codes.shape[0],) or out_of_range:
                 raise ValueError(f"data.tokens: {folder / name} rows do not match provenance.json sources")
             self._codes.append(codes)
             for row, src in enumerate(index.tolist()):
@@ -178,6 +179,39 @@ class TokenStore:
         """``(N,)`` codes of the image at path ``image``."""
         shard, row = self._rows[_path_key(image)]
         return self._codes[shard][row]
+
+
+class EncodingTokenStore:
+    """Image codes computed on access by a VQ tokenizer (``data.encode_images=true``).
+
+    Slow: the image file is re-encoded every time it is drawn (for images that change on disk between epochs).
+    Same interface as :class:`TokenStore`.
+
+    Args:
+        vq_checkpoint: tokenizer folder (``unif2ace vq train`` output or converted MAGVIT-v2).
+    """
+
+    def __init__(self, vq_checkpoint: str | Path) -> None:
+        from unif2ace.tokenizer.vq.checkpoint import load_tokenizer
+
+        self.model = load_tokenizer(vq_checkpoint)
+        self.size = self.model.config.resolution
+
+    def __contains__(self, image: str) -> bool:
+        return Path(image).is_file()
+
+    @property
+    def num_tokens(self) -> int:
+        """Image tokens per image."""
+        return (self.size // self.model.downsample_factor) ** 2
+
+    @torch.no_grad()
+    def codes(self, image: str) -> Tensor:
+        """``(N,)`` codes of the image file, encoded now."""
+        from unif2ace.utils.images import load_image, to_tensor
+
+        pixels = to_tensor(load_image(image, self.size))[None]  # (1, 3, S, S)
+        return self.model.encode(pixels)[0].long()
 
 
 def _path_key(path: str | Path) -> str:
@@ -205,9 +239,13 @@ class TokenRecordDataset(Sequence):
     """
 
     def __init__(
-        self, records: list[dict[str, Any]], tokens: TokenStore, num_image_tokens: int, records_file: str | Path = "."
+        self,
+        records: list[dict[str, Any]],
+        tokens: TokenStore | EncodingTokenStore,
+        num_image_tokens: int,
+        records_file: str | Path = ".",
     ) -> None:
-        if len(tokens) and tokens.num_tokens != num_image_tokens:
+        if tokens.num_tokens != num_image_tokens:
             raise ValueError(
                 f"data.num_image_tokens={num_image_tokens} but the token shards hold "
                 f"{tokens.num_tokens} tokens per image; fix the config or re-encode"

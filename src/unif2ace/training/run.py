@@ -17,7 +17,7 @@ from torch import nn
 
 from unif2ace.config.base import load_config, save_config
 from unif2ace.config.train import Unif2aceConfig
-from unif2ace.data.dataset import TokenRecordDataset, TokenStore, load_records
+from unif2ace.data.dataset import EncodingTokenStore, TokenRecordDataset, TokenStore, load_records
 from unif2ace.training.batching import BatchBuilder
 from unif2ace.training.distributed import build_runtime, get_logger
 from unif2ace.training.init import load_weights_into
@@ -60,15 +60,11 @@ def build_batch_builder(cfg: Unif2aceConfig) -> BatchBuilder:
     data = cfg.data
     if not data.records:
         raise FileNotFoundError("data.records is not set; pass data.records=PATH/records.jsonl")
-    if not data.tokens:
+    if not data.tokens and not data.encode_images:
         raise FileNotFoundError("data.tokens is not set; pass data.tokens=PATH (shards of 'unif2ace vq encode')")
-    if data.encode_images:
-        raise ValueError(
-            "data.encode_images=true is not supported by this trainer yet; pre-compute token shards "
-            "with 'unif2ace vq encode' and set data.tokens"
-        )
     records = load_records(data.records, data.split)
-    dataset = TokenRecordDataset(records, TokenStore(data.tokens), data.num_image_tokens, records_file=data.records)
+    store = EncodingTokenStore(data.vq_checkpoint) if data.encode_images else TokenStore(data.tokens)
+    dataset = TokenRecordDataset(records, store, data.num_image_tokens, records_file=data.records)
     if dataset.num_missing:
         log.warning("%d records of split %s have no image tokens and are skipped", dataset.num_missing, data.split)
     tokenizer = load_text_tokenizer(data.text_tokenizer, cfg.model.vocab)
@@ -95,7 +91,7 @@ def _load_feature_caches(paths: dict[str, str]) -> dict[str, Any]:
 
 def default_preview_fn(cfg: Unif2aceConfig, builder: BatchBuilder) -> PreviewFn:
     """Previews for fixed validation faces (test split if it has tokens) and fixed prompts (their captions)."""
-    from unif2ace.training.preview import load_preview_decoder, make_preview_fn
+    from unif2ace.training.preview import make_preview_fn
 
     n = cfg.train.preview_faces
     try:
@@ -114,9 +110,17 @@ def default_preview_fn(cfg: Unif2aceConfig, builder: BatchBuilder) -> PreviewFn:
         prompts,
         faces,
         steps=cfg.train.preview_steps,
-        decoder=load_preview_decoder(cfg.data.tokens),
+        decoder=_preview_decoder(cfg, builder),
         seed=cfg.train.seed,
     )
+
+
+def _preview_decoder(cfg: Unif2aceConfig, builder: BatchBuilder) -> Any | None:
+    """The VQ decoder for preview grids: the on-the-fly encoder, or the tokenizer named in the shards' provenance."""
+    from unif2ace.training.preview import load_preview_decoder
+
+    store = builder.dataset.tokens
+    return store.model if isinstance(store, EncodingTokenStore) else load_preview_decoder(cfg.data.tokens)
 
 
 def _default_model_factory(cfg: Unif2aceConfig) -> nn.Module:

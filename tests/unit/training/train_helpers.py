@@ -61,7 +61,7 @@ def make_dataset(
     return root / "records.jsonl", tokens
 
 
-def tiny_config(records: Path, tokens: Path, **overrides) -> Unif2aceConfig:
+def tiny_config(records: Path, tokens: Path | str, **overrides) -> Unif2aceConfig:
     """A d=32, 2-layer model on 16 image tokens with a 24-token text budget."""
     data = {
         "model": {
