@@ -3,13 +3,15 @@
 Compatibility is checked before any weight is copied and before any training work starts: every tensor of the
 checkpoint must exist in the model with the same shape, and every model tensor must be in the checkpoint unless it
 belongs to a module that is new in UniF²ace (grouped MoE, sequence MoE, resamplers), which then keeps its fresh
-initialisation (e.g. initialising a MoE model from a dense Show-o checkpoint). A mismatch stops with a one-line
-message naming the first offending key.
+initialisation. A dense MLP in the checkpoint whose slot holds a grouped token MoE in the model (a Show-o checkpoint
+loaded into a UniF²ace model) is upcycled into that MoE. A mismatch stops with a one-line message naming the first
+offending key.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch import nn
@@ -86,6 +88,59 @@ def check_compatible(model: nn.Module, state: dict[str, torch.Tensor], source: s
     return missing
 
 
+def _upcycle_dense_mlps(model: nn.Module, state: dict[str, torch.Tensor]) -> tuple[dict[str, torch.Tensor], int]:
+    """Turn dense-MLP tensors (``<slot>.fc1/fc2.*``) whose slot is a grouped token MoE in the model into MoE tensors.
+
+    A Show-o checkpoint has a dense Phi MLP where a UniF²ace model has a :class:`GroupedTokenMoE`; the MoE is then
+    initialised with :meth:`GroupedTokenMoE.from_dense`, which computes exactly the dense MLP at step 0 (spec §3.2).
+
+    Returns:
+        The state with the dense tensors replaced by the upcycled MoE tensors, and the number of upcycled slots.
+    """
+    from unif2ace.model.moe import GroupedTokenMoE
+
+    modules = dict(model.named_modules())
+    upcycled = 0
+    state = dict(state)
+    for prefix, module in modules.items():
+        keys = [f"{prefix}.{fc}.{p}" for fc in ("fc1", "fc2") for p in ("weight", "bias")]
+        if not isinstance(module, GroupedTokenMoE) or not all(k in state for k in keys):
+            continue
+        w1, b1, w2, b2 = (state.pop(k) for k in keys)
+        dense = nn.Module()
+        dense.fc1, dense.fc2 = nn.Linear(w1.shape[1], w1.shape[0]), nn.Linear(w2.shape[1], w2.shape[0])
+        with torch.no_grad():
+            for layer, (w, b) in ((dense.fc1, (w1, b1)), (dense.fc2, (w2, b2))):
+                layer.weight.copy_(w)
+                layer.bias.copy_(b)
+        cfg = module_token_moe_config(module)
+        moe = GroupedTokenMoE.from_dense(dense, cfg)
+        state.update({f"{prefix}.{k}": v for k, v in moe.state_dict().items()})
+        upcycled += 1
+    return state, upcycled
+
+
+def module_token_moe_config(module: nn.Module) -> Any:
+    """The :class:`TokenMoEConfig` that rebuilds ``module`` (sizes read off its routers and experts)."""
+    from unif2ace.config.model import TokenMoEConfig
+
+    name = next(iter(module.routers))
+    router = module.routers[name]
+    routed = module.experts[name]
+    shared = module.shared_experts[name]
+    return TokenMoEConfig(
+        enabled=True,
+        num_routed=len(routed),
+        num_shared=len(shared),
+        top_k=router.top_k,
+        routed_intermediate=routed[0].fc1.out_features,
+        shared_intermediate=shared[0].fc1.out_features if len(shared) else 1,
+        balance_coef_und=module.balance_coefs.get("und", 0.0),
+        balance_coef_gen=module.balance_coefs.get("gen", 0.0),
+        renormalize=getattr(router, "renormalize", False),
+    )
+
+
 def load_weights_into(model: nn.Module, path: str | Path, strict: bool = True) -> InitReport:
     """Load checkpoint weights into ``model`` after :func:`check_compatible`.
 
@@ -99,9 +154,12 @@ def load_weights_into(model: nn.Module, path: str | Path, strict: bool = True) -
     """
     file = find_weights_file(path)
     state = load_tensors(file)
+    upcycled = 0
+    if not strict:
+        state, upcycled = _upcycle_dense_mlps(model, state)
     missing = check_compatible(model, state, str(path), strict)
     target = model.state_dict()
     with torch.no_grad():
         for key, tensor in state.items():
             target[key].copy_(tensor.to(dtype=target[key].dtype))
-    return InitReport(source=str(file), loaded=len(state), kept_fresh=len(missing))
+    return InitReport(source=str(file), loaded=len(state), kept_fresh=len(missing), upcycled=upcycled)

@@ -29,8 +29,9 @@ class _MLP(nn.Module):
 
     def forward(self, x, ctx):
         from unif2ace.model.interfaces import MixerOutput
+        from unif2ace.model.moe import gelu_new
 
-        return MixerOutput(self.fc2(torch.nn.functional.gelu(self.fc1(x))), x.new_zeros(()), {})
+        return MixerOutput(self.fc2(gelu_new(self.fc1(x))), x.new_zeros(()), {})
 
 
 class _Block(nn.Module):
