@@ -1,0 +1,78 @@
+"""Shipped recipes and launch configs load, validate, and the tiny CPU recipe trains on fabricated data."""
+
+from __future__ import annotations
+
+from importlib import resources
+
+import pytest
+import yaml
+from train_helpers import make_dataset, model_factory
+
+from unif2ace.config.base import ConfigError
+from unif2ace.training.run import load_recipe, resolve_config_path, run_training
+
+SHIPPED = sorted(
+    p.name.removesuffix(".yaml")
+    for p in (resources.files("unif2ace") / "configs").iterdir()
+    if p.name.startswith("train_")
+)
+
+
+def test_the_three_recipes_ship():
+    assert {"train_tiny_cpu", "train_faces_tiny", "train_showo_finetune"} <= set(SHIPPED)
+
+
+@pytest.mark.parametrize("name", SHIPPED)
+def test_recipe_loads(name):
+    cfg = load_recipe(name)
+    assert cfg.total_steps > 0 and len(cfg.stages) >= 1
+    assert cfg.data.max_text_len + cfg.data.num_image_tokens + 3 <= cfg.model.max_position_embeddings
+
+
+def test_showo_recipe_uses_the_showo_vocabulary():
+    cfg = load_recipe("train_showo_finetune")
+    assert cfg.model.vocab.vocab_size == 58498 and cfg.model.vocab.mask_id == 58497
+    assert cfg.train.loss.alpha == 0.01 and cfg.data.num_image_tokens == 256
+
+
+def test_overrides_and_unknown_names():
+    cfg = load_recipe("train_tiny_cpu", ["train.seed=3", "stages=[{name: a, steps: 2, lr: 0.001}]"])
+    assert cfg.train.seed == 3 and cfg.total_steps == 2
+    with pytest.raises(FileNotFoundError, match="shipped recipes: .*train_tiny_cpu"):
+        resolve_config_path("train_nope")
+    with pytest.raises(ConfigError, match="train.sed"):
+        load_recipe("train_tiny_cpu", ["train.sed=3"])
+
+
+def test_accelerate_configs_parse():
+    from accelerate.commands.config.config_args import load_config_from_file
+
+    folder = resources.files("unif2ace") / "configs" / "accelerate"
+    kinds = {}
+    for path in folder.iterdir():
+        yaml.safe_load(path.read_text())
+        kinds[path.name] = str(load_config_from_file(str(path)).distributed_type).split(".")[-1]
+    assert kinds == {
+        "cpu.yaml": "NO",
+        "gpu.yaml": "NO",
+        "ddp_8gpu.yaml": "MULTI_GPU",
+        "fsdp_8gpu.yaml": "FSDP",
+        "deepspeed_zero2.yaml": "DEEPSPEED",
+        "deepspeed_zero3.yaml": "DEEPSPEED",
+        "multinode_2x8.yaml": "MULTI_GPU",
+    }
+
+
+def test_tiny_cpu_recipe_trains_two_steps(tmp_path):
+    records, tokens = make_dataset(tmp_path, num_tokens=64, codebook=1024)
+    cfg = load_recipe(
+        "train_tiny_cpu",
+        [
+            f"data.records={records}",
+            f"data.tokens={tokens}",
+            "train.progress_bar=false",
+            "stages=[{name: a, steps: 1, lr: 0.001, trainable: [new]}, {name: b, steps: 1, lr: 0.001}]",
+        ],
+    )
+    result = run_training(cfg, tmp_path / "run", model_factory=model_factory(), cpu=True)
+    assert result.global_step == 2 and len(result.losses) == 2
