@@ -49,6 +49,18 @@ def process_seed(seed: int, rank: int) -> int:
     return (int(seed) + 1_000_003 * int(rank)) % (2**63)
 
 
+class _StderrHandler(logging.StreamHandler):
+    """A stream handler bound to the *current* ``sys.stderr`` (redirections after creation are honoured)."""
+
+    @property
+    def stream(self):  # noqa: D102
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value) -> None:  # logging.StreamHandler assigns it in __init__
+        pass
+
+
 class _MainProcessFilter(logging.Filter):
     """Let records through only on the main process (rank 0) unless ``all_ranks`` was asked for."""
 
@@ -60,7 +72,7 @@ def get_logger(name: str = "unif2ace.train") -> logging.Logger:
     """A logger that prints on rank 0 only (pass ``extra={"all_ranks": True}`` to print everywhere)."""
     logger = logging.getLogger(name)
     if not any(isinstance(h, logging.StreamHandler) and getattr(h, "_unif2ace", False) for h in logger.handlers):
-        handler = logging.StreamHandler(sys.stderr)
+        handler = _StderrHandler()
         handler.setFormatter(logging.Formatter(_LOG_FORMAT, datefmt="%H:%M:%S"))
         handler.addFilter(_MainProcessFilter())
         handler._unif2ace = True  # type: ignore[attr-defined]
