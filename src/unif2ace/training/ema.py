@@ -14,7 +14,7 @@ __all__ = ["EMA"]
 
 
 class EMA:
-    """Shadow weights of every floating-point parameter and buffer-free state of a model.
+    """fp32 shadow copies of every floating-point parameter of a model.
 
     Args:
         model: the (unwrapped) model whose parameters are tracked.

@@ -204,9 +204,10 @@ class Trainer:
         tokens, t0 = 0, time.perf_counter()
         for micro, batch in enumerate(loader):
             with self.runtime.accumulate(model):
-                values, n_tok = self._micro_step(model, batch, plan)
+                values, n_tok = self._micro_step(model, batch, micro % accum)
                 window.append(values)
                 tokens += n_tok
+                assert self.runtime.sync_gradients == ((micro + 1) % accum == 0), "accumulation out of step"
                 if self.runtime.sync_gradients:
                     grad_norm = self._optimizer_step(model, optimizer, plan)
             if (micro + 1) % accum:
@@ -221,10 +222,10 @@ class Trainer:
         self._save(model, optimizer)
         return True
 
-    def _micro_step(self, model: nn.Module, batch: TrainBatch, plan: StagePlan) -> tuple[dict[str, float], int]:
+    def _micro_step(self, model: nn.Module, batch: TrainBatch, micro_in_step: int) -> tuple[dict[str, float], int]:
         """Forward + backward of one micro-batch; returns logged loss values and its real-token count."""
         batch = batch.to(self.runtime.device)
-        micro_index = self.state.global_step * self.cfg.train.grad_accum_steps
+        micro_index = self.state.global_step * self.cfg.train.grad_accum_steps + micro_in_step
         ctx = batch.routing_context(self.builder.noise_generator(micro_index, self.runtime.rank, batch.device))
         with self.runtime.autocast():
             out = model(
