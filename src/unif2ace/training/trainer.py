@@ -27,10 +27,12 @@ from unif2ace.training import checkpoint as ckpt
 from unif2ace.training.batching import BatchBuilder, TrainBatch, batch_loader
 from unif2ace.training.distributed import Runtime, get_logger
 from unif2ace.training.ema import EMA
+from unif2ace.training.init import load_weights_into
 from unif2ace.training.losses import LossComputer
 from unif2ace.training.metrics import MetricsLogger, ProgressBar, plot_loss_curve
 from unif2ace.training.optim import apply_freeze, build_optimizer, lr_factor, set_learning_rates
 from unif2ace.training.stages import StagePlan, locate_step, plan_stages
+from unif2ace.utils.io import load_tensors
 
 __all__ = ["PreviewFn", "TrainResult", "Trainer"]
 
@@ -93,7 +95,7 @@ class Trainer:
                 "train.ema_decay > 0 needs full parameters on every process; use DDP or DeepSpeed "
                 "ZeRO-2, or set train.ema_decay=0 under FSDP / ZeRO-3"
             )
-        self.ema = EMA(model, cfg.train.ema_decay) if cfg.train.ema_decay > 0 else None
+        self.ema: EMA | None = None  # created from the final initial weights (after --init-from / resume)
         self.losses = LossComputer(cfg, runtime)
         self._resume_from: Path | None = None
         self._losses_run: list[float] = []
@@ -116,12 +118,9 @@ class Trainer:
         if path is None:
             return None
         state = ckpt.load_training_state(path)
-        from unif2ace.training.init import load_weights_into
-
         load_weights_into(self.model, path, strict=True)
+        self._ensure_ema()
         if self.ema is not None and (path / "ema.safetensors").is_file():
-            from unif2ace.utils.io import load_tensors
-
             self.ema.load_state_dict(load_tensors(path / "ema.safetensors"), state.ema_updates)
         if not ckpt.load_rng_state(path, self.runtime.rank):
             log.warning(
@@ -134,10 +133,16 @@ class Trainer:
         log.info("resuming from %s (step %d)", path, state.global_step)
         return path
 
+    def _ensure_ema(self) -> None:
+        """Start the EMA from the current weights (once) when ``train.ema_decay > 0``."""
+        if self.ema is None and self.cfg.train.ema_decay > 0:
+            self.ema = EMA(self.runtime.unwrap(self.model), self.cfg.train.ema_decay)
+
     # ---------------------------------------------------------------------------------------------------- run
 
     def run(self) -> TrainResult:
         """Run (or finish) every stage; returns the final step, loss and checkpoint."""
+        self._ensure_ema()
         total = self.cfg.total_steps
         metrics = MetricsLogger(
             self.out_dir / "metrics.jsonl",

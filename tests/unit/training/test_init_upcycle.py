@@ -33,3 +33,18 @@ def test_dense_checkpoint_upcycles_into_token_moe(tmp_path):
         )
         expected, got = dense(**kwargs).logits, moe(**kwargs).logits
     torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-5)
+
+
+def test_ema_starts_from_the_init_from_weights(tmp_path):
+    from unif2ace.training.run import run_training
+
+    records, tokens = make_dataset(tmp_path)
+    source_cfg = tiny_config(records, tokens, **{"stages": [{"name": "m", "steps": 2, "lr": 1e-2}]})
+    source = run_training(source_cfg, tmp_path / "src", model_factory=model_factory(), cpu=True).checkpoint
+    cfg = tiny_config(records, tokens, **{"train.ema_decay": 0.999, "stages": [{"name": "m", "steps": 1, "lr": 1e-9}]})
+    result = run_training(cfg, tmp_path / "ft", init_from=source, model_factory=model_factory(), cpu=True)
+    from unif2ace.utils.io import load_tensors
+
+    ema, start = load_tensors(result.checkpoint / "ema.safetensors"), load_tensors(source / "model.safetensors")
+    for name, value in start.items():  # lr ~ 0: the average must stay at the initial (init-from) weights
+        torch.testing.assert_close(ema[name], value, rtol=1e-5, atol=1e-6)
