@@ -120,3 +120,16 @@ def test_changed_model_on_resume_stops_with_the_key(capsys, recipe, tmp_path):
     code, line = _train(capsys, "--config", str(recipe), "--out", str(run_dir), "model.intermediate_size=96")
     assert code == 2 and "incompatible checkpoint" in line
     assert sorted(p.name for p in (run_dir / "checkpoints").iterdir()) == before
+
+
+def test_diverging_run_stops_with_one_line(capsys, recipe, tmp_path):
+    code, line = _train(
+        capsys,
+        "--config",
+        str(recipe),
+        "--out",
+        str(tmp_path / "run"),
+        "stages=[{name: hot, steps: 6, lr: 1.0e+12}]",
+        "train.max_grad_norm=0",
+    )
+    assert code == 2 and "non-finite loss" in line and "at step" in line

@@ -168,6 +168,15 @@ class Runtime:
         flag = torch.tensor([0.0 if ok else 1.0], device=self.device)
         return float(self.all_sum(flag)) == 0.0
 
+    def backward(self, loss: torch.Tensor) -> None:
+        """Backward pass (scaled for fp16 / gradient accumulation / DeepSpeed as the topology needs)."""
+        self.accelerator.backward(loss)
+
+    def clip_grad_norm(self, params: list[torch.Tensor], max_norm: float) -> float:
+        """Clip the global gradient norm (``max_norm = 0``: measure only); returns the pre-clip norm or NaN."""
+        norm = self.accelerator.clip_grad_norm_(params, max_norm if max_norm > 0 else float("inf"))
+        return float(norm) if norm is not None else float("nan")
+
     def barrier(self) -> None:
         """Wait for every process."""
         self.accelerator.wait_for_everyone()

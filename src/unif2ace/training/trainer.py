@@ -11,6 +11,7 @@ Token-mean loss terms are normalised by the *global* token count of the micro-ba
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -237,15 +238,19 @@ class Trainer:
                 input_ids=batch.input_ids, attention_mask=batch.attention_mask, position_ids=batch.position_ids, ctx=ctx
             )
         breakdown = self.losses(out, batch)
-        self.runtime.accelerator.backward(breakdown.total)
+        total = float(breakdown.total.detach())
+        if not math.isfinite(total):
+            raise ValueError(
+                f"non-finite loss ({total}) at step {self.state.global_step + 1}; nothing was saved after the last "
+                f"checkpoint; lower the learning rate or set train.mixed_precision=no"
+            )
+        self.runtime.backward(breakdown.total)
         return breakdown.to_log_dict(), int(batch.valid.sum())
 
     def _optimizer_step(self, model: nn.Module, optimizer: torch.optim.Optimizer, plan: StagePlan) -> float:
         """Clip, set the scheduled learning rate, step AdamW and update the EMA; returns the gradient norm."""
-        acc = self.runtime.accelerator
         params = [p for p in model.parameters() if p.requires_grad]
-        max_norm = self.cfg.train.max_grad_norm
-        norm = acc.clip_grad_norm_(params, max_norm if max_norm > 0 else float("inf"))
+        norm = self.runtime.clip_grad_norm(params, self.cfg.train.max_grad_norm)
         stage = plan.config
         factor = lr_factor(self.state.stage_step, stage.steps, stage.warmup_steps, stage.schedule, stage.min_lr_ratio)
         set_learning_rates(optimizer, factor)
@@ -255,7 +260,7 @@ class Trainer:
             self.ema.update(self.runtime.unwrap(model))
         self.state.global_step += 1
         self.state.stage_step += 1
-        return float(norm) if norm is not None else float("nan")
+        return norm
 
     def _advance_data_position(self, plan: StagePlan, accum: int) -> None:
         pos = self.state.data_position
