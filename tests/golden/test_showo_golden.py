@@ -77,7 +77,9 @@ def test_only_used_logits_equal_full_slices(showo, batch, fixtures_dir):
     positions = torch.arange(18, 34).expand(3, -1)  # the 16 image positions of the T2I rows
     with torch.no_grad():
         full = showo(ids, attention_mask=mask).logits
-        part = showo(ids, attention_mask=mask, logits_positions=positions, vocab_range=(v.image_offset, v.mask_id)).logits
+        part = showo(
+            ids, attention_mask=mask, logits_positions=positions, vocab_range=(v.image_offset, v.mask_id)
+        ).logits
         bool_pos = torch.zeros_like(ids, dtype=torch.bool)
         bool_pos[:, 18:34] = True
         flat = showo(ids, attention_mask=mask, logits_positions=bool_pos).logits

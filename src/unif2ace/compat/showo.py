@@ -79,7 +79,11 @@ def showo_model_config(config: dict[str, Any] | str | Path) -> ModelConfig:
         raise ValueError(f"unsupported Phi hidden_act {phi['hidden_act']!r} (only gelu_new)")
     return ModelConfig(
         vocab=VocabConfig(
-            llm_vocab_size=llm_vocab, codebook_size=codebook, bos_id=bos, eos_id=int(eos), num_new_special_tokens=n_special
+            llm_vocab_size=llm_vocab,
+            codebook_size=codebook,
+            bos_id=bos,
+            eos_id=int(eos),
+            num_new_special_tokens=n_special,
         ),
         hidden_size=int(phi["hidden_size"]),
         num_layers=int(phi["num_hidden_layers"]),
@@ -170,9 +174,7 @@ def load_showo(
     return model.eval()
 
 
-def convert_showo(
-    weights_path: str | Path, config_path: str | Path, out_dir: str | Path, moe: bool = False
-) -> Path:
+def convert_showo(weights_path: str | Path, config_path: str | Path, out_dir: str | Path, moe: bool = False) -> Path:
     """Convert a Show-o checkpoint to our ``model.safetensors`` + ``config.json`` directory.
 
     Raises:

@@ -7,6 +7,15 @@ from unif2ace.model.presets import get_preset, list_presets
 from unif2ace.model.transformer import TransformerOutput, Unif2aceTransformer
 
 __all__ = [
-    "KVCache", "MixerOutput", "RoutingContext", "TransformerOutput", "Unif2aceTransformer", "build_model",
-    "get_preset", "list_presets", "load_model_config", "load_pretrained", "save_pretrained",
+    "KVCache",
+    "MixerOutput",
+    "RoutingContext",
+    "TransformerOutput",
+    "Unif2aceTransformer",
+    "build_model",
+    "get_preset",
+    "list_presets",
+    "load_model_config",
+    "load_pretrained",
+    "save_pretrained",
 ]

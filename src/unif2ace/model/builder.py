@@ -99,9 +99,8 @@ def load_state_dict_strict(model: nn.Module, state: dict[str, torch.Tensor], sou
         raise ValueError(f"weights {source} do not fit the model: {'; '.join(parts)}")
     for key, value in state.items():
         if tuple(value.shape) != tuple(own[key].shape):
-            raise ValueError(
-                f"weights {source}: '{key}' has shape {tuple(value.shape)} but the model expects {tuple(own[key].shape)}"
-            )
+            want = tuple(own[key].shape)
+            raise ValueError(f"weights {source}: '{key}' has shape {tuple(value.shape)} but the model expects {want}")
     model.load_state_dict(state, strict=True)
 
 

@@ -67,7 +67,8 @@ class FeedForward(Protocol):
     ``forward(x, ctx)`` maps the normed hidden states ``x`` ``(B, L, D)`` to ``(B, L, D)``.
     """
 
-    def __call__(self, x: Tensor, ctx: RoutingContext | None) -> MixerOutput: ...
+    def __call__(self, x: Tensor, ctx: RoutingContext | None) -> MixerOutput:  # noqa: D102
+        ...
 
 
 @runtime_checkable
@@ -81,7 +82,8 @@ class SequenceMixer(Protocol):
     the gated form ``w * x + (1 - w) * S(F(X))`` at image positions (placement ``image``) and ``x`` elsewhere.
     """
 
-    def __call__(self, x: Tensor, ctx: RoutingContext, layer_idx: int, block_input: Tensor) -> MixerOutput: ...
+    def __call__(self, x: Tensor, ctx: RoutingContext, layer_idx: int, block_input: Tensor) -> MixerOutput:  # noqa: D102
+        ...
 
 
 @runtime_checkable
@@ -95,4 +97,5 @@ class ImageEncoder(Protocol):
     name: str
     dim: int
 
-    def encode(self, images: Tensor) -> Tensor: ...
+    def encode(self, images: Tensor) -> Tensor:  # noqa: D102
+        ...

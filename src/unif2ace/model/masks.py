@@ -35,7 +35,9 @@ def omni_attention_mask(ids: Tensor, pad_id: int, soi_id: int, eoi_id: int, rm_p
 
     Args:
         ids: ``(B, L)`` token ids.
-        pad_id, soi_id, eoi_id: special ids.
+        pad_id: id of ``<|pad|>``.
+        soi_id: id of ``<|soi|>``.
+        eoi_id: id of ``<|eoi|>``.
         rm_pad_in_image: drop pad columns for image rows and the pad block for later text rows.
 
     Returns:

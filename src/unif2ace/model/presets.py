@@ -69,7 +69,9 @@ def showo_1b3() -> ModelConfig:
 def unif2ace_1b8() -> ModelConfig:
     """Show-o size with the paper's grouped token MoE (config E) and sequence MoE (256 image tokens)."""
     cfg = showo_1b3()
-    cfg.token_moe = TokenMoEConfig(enabled=True, num_routed=8, top_k=4, routed_intermediate=512, shared_intermediate=512)
+    cfg.token_moe = TokenMoEConfig(
+        enabled=True, num_routed=8, top_k=4, routed_intermediate=512, shared_intermediate=512
+    )
     cfg.seq_moe = SeqMoEConfig(
         enabled=True,
         feature_dims={"clip": 1024, "face": 512},

@@ -159,9 +159,8 @@ class Unif2aceTransformer(nn.Module):
         if position_ids is None:
             position_ids = torch.arange(past, past + n, device=input_ids.device).expand(b, n)
         if past + n > self.config.max_position_embeddings:
-            raise ValueError(
-                f"sequence of {past + n} tokens exceeds model.max_position_embeddings={self.config.max_position_embeddings}"
-            )
+            limit = self.config.max_position_embeddings
+            raise ValueError(f"sequence of {past + n} tokens exceeds model.max_position_embeddings={limit}")
         x = self.embed_dropout(self.embed_tokens(input_ids))  # (B, L, D)
         cos_sin = self.blocks[0].self_attn.rotary.cos_sin(position_ids)
         aux = x.new_zeros((), dtype=torch.float32)
