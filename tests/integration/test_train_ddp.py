@@ -1,4 +1,4 @@
-"""Acceptance: two CPU processes (gloo DDP through accelerate) follow the single-process loss trajectory."""
+"""Acceptance: two CPU processes (gloo DDP through accelerate, launched by torchrun) match one process."""
 
 from __future__ import annotations
 
@@ -16,8 +16,6 @@ from unif2ace.config.base import to_dict
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "unit" / "training"))
 from train_helpers import make_dataset, tiny_config  # noqa: E402
-
-DRIVER = Path(__file__).with_name("train_cli_driver.py")
 
 
 def _free_port() -> int:
@@ -48,7 +46,7 @@ def test_two_gloo_processes_match_one_process(tmp_path):
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     args = ["train", "--config", str(recipe), "--cpu", "--out"]
     one = subprocess.run(
-        [sys.executable, str(DRIVER), *args, str(tmp_path / "one")],
+        [sys.executable, "-m", "unif2ace", *args, str(tmp_path / "one")],
         env=env,
         capture_output=True,
         text=True,
@@ -63,7 +61,8 @@ def test_two_gloo_processes_match_one_process(tmp_path):
         "2",
         "--master_port",
         str(_free_port()),
-        str(DRIVER),
+        "-m",
+        "unif2ace",
     ]
     two = subprocess.run(
         [*launcher, *args, str(tmp_path / "two")], env=env, capture_output=True, text=True, timeout=240

@@ -19,7 +19,6 @@ from unif2ace.training.checkpoint import COMPLETE, checkpoint_dirs, latest_check
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "unit" / "training"))
 from train_helpers import make_dataset, tiny_config  # noqa: E402
 
-DRIVER = Path(__file__).with_name("train_cli_driver.py")
 STEPS = 8
 
 
@@ -44,7 +43,7 @@ def _recipe(tmp_path: Path, **overrides) -> Path:
 
 
 def _cmd(recipe: Path, out: Path) -> list[str]:
-    return [sys.executable, str(DRIVER), "train", "--config", str(recipe), "--out", str(out), "--cpu"]
+    return [sys.executable, "-m", "unif2ace", "train", "--config", str(recipe), "--out", str(out), "--cpu"]
 
 
 def _env() -> dict[str, str]:

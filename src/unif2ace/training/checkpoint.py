@@ -3,8 +3,8 @@
 Layout of one checkpoint (STYLE habit 9: weights kept apart from training state)::
 
     <run>/checkpoints/step-0000420/
-        model.safetensors        full model weights (loadable without the trainer)
-        config.json              model config (the model's own ``save_pretrained`` format)
+        model.safetensors        full model weights (``unif2ace.model.load_pretrained`` loads the folder)
+        config.json              model config (the model's ``save_pretrained`` format)
         train_config.yaml        the full recipe that produced it
         ema.safetensors          EMA weights (only when EMA is on)
         training_state/
@@ -263,8 +263,8 @@ def _write_main(tmp: Path, payload: CheckpointPayload) -> None:
     if payload.write_weights is not None:
         payload.write_weights(tmp, payload.model_state)
     else:
-        save_tensors(tmp / "model.safetensors", payload.model_state, metadata={"format": "pt"})
-        atomic_write_json(tmp / "config.json", payload.model_config)
+        save_tensors(tmp / "model.safetensors", payload.model_state, metadata={"format": "unif2ace"})
+        atomic_write_json(tmp / "config.json", {"model_type": "unif2ace", **payload.model_config})
     atomic_write_text(tmp / "train_config.yaml", payload.train_config_yaml)
     if payload.ema_state is not None:
         save_tensors(tmp / "ema.safetensors", payload.ema_state, metadata={"format": "pt"})

@@ -5,10 +5,11 @@ Fixed-length rows so every micro-batch has the same shape ``L = max_text_len + N
     T2I:  [PAD]*k <|t2i|> <bos> caption <eos> <|soi|> img_0 .. img_{N-1} <|eoi|>
     MMU:  <|mmu|> <|soi|> img_0 .. img_{N-1} <|eoi|> <bos> USER: q ASSISTANT: a<eos> [USER: ...] [PAD]*
 
-Masks (True = the query may attend to the key): T2I rows are causal over the text and every token of the
-``<|soi|> .. <|eoi|>`` segment sees all non-pad tokens (Show-o ``create_attention_mask_predict_next`` with
-``rm_pad_in_image``); MMU rows are causal with everything up to ``<|eoi|>`` visible to all queries
-(``create_attention_mask_for_mmu``). Only answer tokens (and their ``<eos>``) of MMU rows carry labels.
+Masks (True = the query may attend to the key, from :mod:`unif2ace.model.masks`): T2I rows are causal over the
+text and every token of the ``<|soi|> .. <|eoi|>`` segment sees all non-pad tokens (Show-o
+``create_attention_mask_predict_next`` with ``rm_pad_in_image``); MMU rows are causal with everything up to
+``<|eoi|>`` visible to all queries (``create_attention_mask_for_mmu``). Only answer tokens (and their ``<eos>``) of
+MMU rows carry labels.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from torch import Tensor
 
 from unif2ace.config.model import VocabConfig
 from unif2ace.losses.corruption import IGNORE_INDEX
+from unif2ace.model.masks import mmu_attention_mask, omni_attention_mask
 
 __all__ = ["ByteTokenizer", "Layout", "Layouts", "TextTokenizer", "load_text_tokenizer"]
 
@@ -168,18 +170,16 @@ class Layouts:
         return Layout(input_ids, label_t, image_mask, input_ids != self.pad, pool)
 
     def attention_mask(self, input_ids: Tensor, image_mask: Tensor, num_t2i: int) -> Tensor:
-        """Omni-attention masks of a batch whose first ``num_t2i`` rows are T2I: ``(B, 1, L, L)`` bool."""
-        batch, length = input_ids.shape
-        causal = torch.ones(length, length, dtype=torch.bool).tril()
-        valid = input_ids != self.pad  # (B, L)
-        mask = causal.expand(batch, length, length).clone()  # (B, Lq, Lk)
+        """Omni-attention masks of a batch whose first ``num_t2i`` rows are T2I: ``(B, 1, L, L)`` bool.
+
+        T2I rows: :func:`~unif2ace.model.masks.omni_attention_mask` (``rm_pad_in_image``); MMU rows:
+        :func:`~unif2ace.model.masks.mmu_attention_mask` with each row's own ``<|eoi|>`` (the masks the inference
+        engine uses, so training and sampling see the same attention pattern).
+        """
+        del image_mask  # the masks follow the <|soi|> / <|eoi|> / pad ids
+        parts = []
         if num_t2i:
-            seg = image_mask[:num_t2i] | (input_ids[:num_t2i] == self.soi) | (input_ids[:num_t2i] == self.eoi)
-            t2i = mask[:num_t2i] | seg[:, :, None]  # image-segment queries see every key
-            mask[:num_t2i] = t2i & valid[:num_t2i, None, :]  # nobody attends to pads
-        if num_t2i < batch:
-            eoi_pos = (input_ids[num_t2i:] == self.eoi).int().argmax(dim=1)  # (Bm,)
-            keys = torch.arange(length)[None, :] <= eoi_pos[:, None]  # (Bm, Lk)
-            mask[num_t2i:] = (mask[num_t2i:] | keys[:, None, :]) & valid[num_t2i:, None, :]
-        mask |= torch.eye(length, dtype=torch.bool)  # pad queries attend to themselves (no empty softmax rows)
-        return mask[:, None]  # (B, 1, L, L)
+            parts.append(omni_attention_mask(input_ids[:num_t2i], self.pad, self.soi, self.eoi, rm_pad_in_image=True))
+        if num_t2i < input_ids.shape[0]:
+            parts.append(mmu_attention_mask(input_ids[num_t2i:], self.eoi, per_row=True))
+        return torch.cat(parts)  # (B, 1, L, L)

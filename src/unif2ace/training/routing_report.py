@@ -27,17 +27,24 @@ from unif2ace.training.checkpoint import is_complete
 __all__ = ["collect_usage", "plot_usage", "routing_report"]
 
 
-def _layers(routing: Any) -> list[Mapping[str, torch.Tensor]]:
-    """Normalise the model's routing records to one mapping per layer."""
+def _flatten(record: Mapping[str, Any]) -> dict[str, torch.Tensor]:
+    """Merge a layer record ``{"token": {...}, "seq": {...}}`` into one ``name -> tensor`` mapping."""
+    flat: dict[str, torch.Tensor] = {}
+    for key, value in record.items():
+        if isinstance(value, Mapping):
+            flat.update(_flatten(value))
+        elif isinstance(value, torch.Tensor):
+            flat[key] = value
+    return flat
+
+
+def _layers(routing: Any) -> list[dict[str, torch.Tensor]]:
+    """The model's routing records (one per layer, ``TransformerOutput.routing``) as flat mappings."""
     if routing is None:
         return []
-    if isinstance(routing, Mapping):
-        if all(isinstance(k, int) for k in routing):
-            return [routing[k] for k in sorted(routing)]
-        return [routing]
     if isinstance(routing, Sequence):
-        return [r if isinstance(r, Mapping) else {} for r in routing]
-    raise TypeError(f"unsupported routing record type {type(routing).__name__}")
+        return [_flatten(r) if isinstance(r, Mapping) else {} for r in routing]
+    raise TypeError(f"unsupported routing record type {type(routing).__name__}; expected one mapping per layer")
 
 
 def collect_usage(

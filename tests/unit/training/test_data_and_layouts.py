@@ -54,23 +54,21 @@ def test_load_records_errors_name_the_line(tmp_path):
 
 
 def _reference_mask(ids: list[int], is_t2i: bool, v: VocabConfig) -> torch.Tensor:
-    """Loop form of Show-o's predict-next (rm_pad_in_image) / MMU masks, True = attend."""
+    """Loop form of Show-o's masks, True = attend: predict-next with rm_pad_in_image (T2I), MMU (eoi visible)."""
     n = len(ids)
     pad, soi, eoi = v.pad_id, v.special_id("<|soi|>"), v.special_id("<|eoi|>")
     m = torch.zeros(n, n, dtype=torch.bool)
-    in_img = [False] * n
-    if is_t2i:
-        s, e = ids.index(soi), ids.index(eoi)
-        for i in range(s, e + 1):
-            in_img[i] = True
     eoi_pos = ids.index(eoi)
+    pads = [i for i, t in enumerate(ids) if t == pad]
+    last_pad = max(pads) if pads else -1
     for q in range(n):
         for k in range(n):
-            if is_t2i:
-                ok = (k <= q or in_img[q]) and ids[k] != pad
-            else:
-                ok = (k <= q or k <= eoi_pos) and ids[k] != pad
-            m[q, k] = ok or q == k
+            if not is_t2i:
+                m[q, k] = k <= q or k <= eoi_pos
+            elif ids.index(soi) <= q <= eoi_pos:  # image segment row: every non-pad key
+                m[q, k] = ids[k] != pad
+            else:  # text row: causal; rows after the pad block skip the pad block
+                m[q, k] = k <= q and not (q > last_pad and k <= last_pad)
     return m
 
 

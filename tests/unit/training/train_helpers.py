@@ -92,11 +92,7 @@ def tiny_config(records: Path, tokens: Path | str, **overrides) -> Unif2aceConfi
 
 
 def model_factory():
-    """``cfg -> model``: the package's transformer, or the test stand-in while it is absent."""
-    try:
-        from unif2ace.model import build_model
-    except ImportError:
-        from standin_model import StandInTransformer
+    """``cfg -> model``: the package's transformer (what ``unif2ace train`` builds)."""
+    from unif2ace.model import build_model
 
-        return lambda cfg: StandInTransformer(cfg.model)
     return lambda cfg: build_model(cfg.model)
