@@ -99,12 +99,7 @@ def from_dict(cls: type[T], data: dict[str, Any], prefix: str = "") -> T:
         if key not in names:
             raise ConfigError(f"config field '{dotted}': unknown key (valid keys: {', '.join(sorted(names))})")
         kwargs[key] = _convert(hints[key], value, dotted)
-    try:
-        return cls(**kwargs)
-    except ConfigError as err:
-        if prefix and "config field '" in str(err) and f"'{prefix}." not in str(err):
-            raise ConfigError(str(err).replace("config field '", f"config field '{prefix}.", 1)) from None
-        raise
+    return cls(**kwargs)
 
 
 def _parse_scalar(text: str) -> Any:
