@@ -5,6 +5,7 @@ from __future__ import annotations
 from importlib import resources
 
 import pytest
+import torch
 import yaml
 from train_helpers import make_dataset, model_factory
 
@@ -76,3 +77,9 @@ def test_tiny_cpu_recipe_trains_two_steps(tmp_path):
     )
     result = run_training(cfg, tmp_path / "run", model_factory=model_factory(), cpu=True)
     assert result.global_step == 2 and len(result.losses) == 2
+    from unif2ace.model import load_pretrained
+    from unif2ace.utils.io import load_tensors
+
+    model = load_pretrained(result.checkpoint)  # checkpoints are model folders too
+    saved = load_tensors(result.checkpoint / "model.safetensors")
+    assert all(torch.equal(v, saved[k]) for k, v in model.state_dict().items())
