@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import re
 import types
 import typing
 from pathlib import Path
@@ -99,7 +100,14 @@ def from_dict(cls: type[T], data: dict[str, Any], prefix: str = "") -> T:
         if key not in names:
             raise ConfigError(f"config field '{dotted}': unknown key (valid keys: {', '.join(sorted(names))})")
         kwargs[key] = _convert(hints[key], value, dotted)
-    return cls(**kwargs)
+    try:
+        return cls(**kwargs)
+    except ConfigError as err:
+        # a section's own checks may name a bare field ('codebook_dim'); qualify it with the section's path
+        match = re.match(r"config field '([^'.]+)'", str(err))
+        if prefix and match:
+            raise ConfigError(str(err).replace(f"'{match.group(1)}'", f"'{prefix}.{match.group(1)}'", 1)) from None
+        raise
 
 
 def _parse_scalar(text: str) -> Any:
