@@ -13,6 +13,16 @@ from unif2ace.config.model import TokenMoEConfig
 from unif2ace.model.interfaces import RoutingContext
 from unif2ace.model.moe import Expert, GroupedTokenMoE, TopKRouter, build_grouped_token_moe, gelu_new
 
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    """Many tiny ops: one intra-op thread avoids OpenMP barrier stalls on shared, oversubscribed CI cores."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 D = 16
 
 

@@ -16,6 +16,16 @@ from unif2ace.model.resampler import Resampler
 from unif2ace.model.seq_moe import GroupedSequenceMoE, make_seq_expert
 from unif2ace.utils.io import save_tensors
 
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    """Many tiny ops: one intra-op thread avoids OpenMP barrier stalls on shared, oversubscribed CI cores."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 D, Q = 32, 4
 UND_KINDS = ["clip", "face", "copy", "copy"]
 GEN_KINDS = ["copy", "zero", "noise", "copy"]
