@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from torch import nn
 
+from unif2ace.config.base import check
 from unif2ace.config.model import GROUPS, ModelConfig
 from unif2ace.model.moe import GroupedTokenMoE, TopKRouter, build_grouped_token_moe
 from unif2ace.model.resampler import Resampler
@@ -59,10 +60,16 @@ def build_resamplers(config: ModelConfig) -> nn.ModuleDict:
 
     Input widths come from ``seq_moe.feature_dims`` (``noise``: ``seq_moe.noise_dim``); outputs are
     ``hidden_size`` wide with ``seq_moe.resampler.num_queries`` tokens.
+
+    Raises:
+        ConfigError: a used feature width is not a positive int (names the field).
     """
     seq = config.seq_moe
     used = [k for k in FEATURE_KINDS if k in seq.und_experts or k in seq.gen_experts]
     dims = {k: (seq.noise_dim if k == "noise" else seq.feature_dims[k]) for k in used}
+    for kind, width in dims.items():
+        field = "seq_moe.noise_dim" if kind == "noise" else f"seq_moe.feature_dims.{kind}"
+        check(isinstance(width, int) and width > 0, field, f"width of the {kind!r} features must be a positive int")
     return nn.ModuleDict({k: Resampler(dims[k], config.hidden_size, seq.resampler) for k in used})
 
 

@@ -21,7 +21,6 @@ computes exactly the dense MLP at step 0.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping
 
 import torch
@@ -30,19 +29,11 @@ from torch import Tensor, nn
 
 from unif2ace.config.model import GROUPS, TokenMoEConfig
 from unif2ace.model.interfaces import MixerOutput, RoutingContext
-
-
-def gelu_new(x: Tensor) -> Tensor:
-    """Tanh approximation of GELU (Phi's ``gelu_new``): ``0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3)))``.
-
-    Written out term by term (not ``F.gelu(approximate="tanh")``) so the rounding matches Phi's MLP and an
-    upcycled MoE reproduces the dense block to the last bits.
-    """
-    return 0.5 * x * (1.0 + torch.tanh(math.sqrt(2.0 / math.pi) * (x + 0.044715 * torch.pow(x, 3.0))))
+from unif2ace.model.layers import gelu_new
 
 
 class Expert(nn.Module):
-    """One feed-forward expert, the Phi MLP form ``fc2(gelu_new(fc1(x)))``.
+    """One feed-forward expert, the Phi MLP form ``fc2(gelu_new(fc1(x)))`` (same activation as ``DenseMLP``).
 
     Args:
         dim: model width ``D``.

@@ -350,6 +350,14 @@ def test_bad_seq_config_raises_one_line_error_naming_the_field(kw, field):
     assert field in str(info.value) and "\n" not in str(info.value)
 
 
+@pytest.mark.parametrize(
+    "kw,field", [(dict(noise_dim=0), "seq_moe.noise_dim"), (dict(feature_dims={"clip": -3, "face": 8}), "clip")]
+)
+def test_bad_feature_widths_name_the_field(kw, field):
+    with pytest.raises(ConfigError, match=field):
+        build_sequence_mixers(_config(**kw))
+
+
 def test_unknown_expert_kind_in_factory():
     with pytest.raises(ValueError, match="unknown sequence expert kind 'bogus'"):
         make_seq_expert("bogus", D, "image", 6)
