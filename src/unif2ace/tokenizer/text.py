@@ -1,0 +1,322 @@
+"""Pluggable text tokenizers (spec §2.2): the text part of the unified id space.
+
+* :class:`BPETokenizer` — byte-level BPE trained with HF ``tokenizers`` on our captions (small models);
+  ``<|endoftext|>`` is id 0 and serves as bos and eos.
+* :class:`TiktokenGPT2Tokenizer` — the GPT-2 BPE used by phi-1.5 / Show-o, loaded with ``tiktoken`` from a
+  **local** ranks file (``whisper/assets/gpt2.tiktoken`` inside the ``openai-whisper`` sdist); ids 0..50256 equal
+  phi-1.5's; phi's 38 extra whitespace-run ids (50257..50294) are optional (see ``docs/tokenizers.md``).
+* :class:`ByteTokenizer` — UTF-8 bytes as ids 0..255, bos = eos = 256 (no training, tiny models, tests).
+* :class:`WordLevelTokenizer` — the reference fixtures' stand-in (``"t<k>"`` -> k), for golden tests.
+
+All follow :class:`TextTokenizer`: ``encode`` never adds bos/eos (the prompt layouts do), ``decode`` drops ids
+outside the text range.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import re
+from pathlib import Path
+from typing import Protocol, runtime_checkable
+
+ENDOFTEXT = "<|endoftext|>"
+#: GPT-2's pre-tokenisation pattern (a published fact of the GPT-2 BPE).
+GPT2_PATTERN = r"""'(?:[sdmt]|ll|ve|re)| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+"""
+
+
+@runtime_checkable
+class TextTokenizer(Protocol):
+    """What the prompt layouts need from a text tokenizer."""
+
+    bos_id: int
+    eos_id: int
+
+    def encode(self, text: str) -> list[int]:
+        """Ids of ``text`` without bos/eos."""
+        ...
+
+    def decode(self, ids: list[int]) -> str:
+        """Text of ``ids`` (ids outside the text range are skipped)."""
+        ...
+
+    def __len__(self) -> int:
+        """Number of text ids (``llm_vocab_size``)."""
+        ...
+
+    def save(self, directory: str | Path) -> Path:
+        """Write the tokenizer into ``directory``; return the file written."""
+        ...
+
+
+class ByteTokenizer:
+    """UTF-8 bytes 0..255, ``<|endoftext|>`` = 256 (bos = eos); length 257."""
+
+    bos_id = eos_id = 256
+
+    def encode(self, text: str) -> list[int]:
+        """Byte ids of ``text``."""
+        return list(text.encode("utf-8"))
+
+    def decode(self, ids: list[int]) -> str:
+        """Bytes back to text (invalid UTF-8 is replaced)."""
+        return bytes(i for i in ids if 0 <= i < 256).decode("utf-8", errors="replace")
+
+    def __len__(self) -> int:
+        return 257
+
+    def save(self, directory: str | Path) -> Path:
+        """Write a marker file ``tokenizer.json`` of kind ``bytes``."""
+        from unif2ace.utils.io import atomic_write_json
+
+        path = Path(directory) / "tokenizer.json"
+        atomic_write_json(path, {"unif2ace_tokenizer": "bytes"})
+        return path
+
+
+class BPETokenizer:
+    """Byte-level BPE (HF ``tokenizers``) with ``<|endoftext|>`` = id 0 = bos = eos.
+
+    Args:
+        tokenizer: a ``tokenizers.Tokenizer``.
+    """
+
+    def __init__(self, tokenizer) -> None:
+        self._tok = tokenizer
+        self._tok.encode_special_tokens = True  # "<|endoftext|>" typed in a prompt stays text (no injection)
+        eot = tokenizer.token_to_id(ENDOFTEXT)
+        if eot is None:
+            raise ValueError(f"BPE tokenizer has no {ENDOFTEXT} token; train it with BPETokenizer.train")
+        self.bos_id = self.eos_id = eot
+
+    @classmethod
+    def train(cls, texts, vocab_size: int = 4096, min_frequency: int = 2) -> BPETokenizer:
+        """Train a byte-level BPE on an iterable of strings (deterministic for the same texts).
+
+        Raises:
+            ValueError: ``vocab_size`` smaller than the 256 byte symbols + 1.
+        """
+        from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+
+        if vocab_size < 257:
+            raise ValueError(f"vocab_size must be >= 257 (256 bytes + {ENDOFTEXT}), got {vocab_size}")
+        tok = Tokenizer(models.BPE())
+        tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+        tok.decoder = decoders.ByteLevel()
+        trainer = trainers.BpeTrainer(
+            vocab_size=vocab_size,
+            min_frequency=min_frequency,
+            special_tokens=[ENDOFTEXT],
+            initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+            show_progress=False,
+        )
+        tok.train_from_iterator(list(texts), trainer=trainer)
+        return cls(tok)
+
+    @classmethod
+    def load(cls, path: str | Path) -> BPETokenizer:
+        """Load from a ``tokenizer.json`` file or a directory holding one.
+
+        Raises:
+            FileNotFoundError: no such file (names it).
+            ValueError: the file is not a valid tokenizer (names it).
+        """
+        from tokenizers import Tokenizer
+
+        path = Path(path)
+        if path.is_dir():
+            path = path / "tokenizer.json"
+        if not path.is_file():
+            raise FileNotFoundError(f"text tokenizer file not found: {path}")
+        try:
+            return cls(Tokenizer.from_file(str(path)))
+        except Exception as err:  # tokenizers raises its own Exception type for malformed JSON
+            raise ValueError(f"cannot read text tokenizer {path}: {str(err).splitlines()[0]}") from None
+
+    def encode(self, text: str) -> list[int]:
+        """BPE ids of ``text`` (special-token strings in the text are encoded as plain text)."""
+        return self._tok.encode(text, add_special_tokens=False).ids if text else []
+
+    def decode(self, ids: list[int]) -> str:
+        """Text of ``ids`` (the special token and out-of-range ids are skipped)."""
+        n = len(self)
+        return self._tok.decode([i for i in ids if 0 <= i < n and i != self.eos_id], skip_special_tokens=True)
+
+    def __len__(self) -> int:
+        return self._tok.get_vocab_size(with_added_tokens=True)
+
+    def save(self, directory: str | Path) -> Path:
+        """Write ``tokenizer.json`` into ``directory`` atomically."""
+        from unif2ace.utils.io import atomic_write_text
+
+        path = Path(directory) / "tokenizer.json"
+        atomic_write_text(path, self._tok.to_str())
+        return path
+
+
+def codegen_whitespace_tokens() -> list[str]:
+    """phi-1.5's extra tokens 50257..50294 (CodeGen whitespace runs: 31..2 spaces, then 9..2 tabs).
+
+    Taken from the published CodeGen/phi tokenizer layout; unverified here because the phi tokenizer files
+    cannot be downloaded (see ``docs/tokenizers.md``).
+    """
+    return [" " * n for n in range(31, 1, -1)] + ["\t" * n for n in range(9, 1, -1)]
+
+
+class TiktokenGPT2Tokenizer:
+    """GPT-2 BPE through ``tiktoken`` with ranks read from a local file.
+
+    Args:
+        ranks: token bytes -> rank.
+        phi_extras: add phi-1.5's whitespace-run tokens (ids 50257..50294, length 50295).
+    """
+
+    def __init__(self, ranks: dict[bytes, int], phi_extras: bool = True) -> None:
+        import tiktoken
+
+        self.bos_id = self.eos_id = len(ranks)  # 50256 for GPT-2
+        self._enc = tiktoken.Encoding(
+            name="gpt2-local", pat_str=GPT2_PATTERN, mergeable_ranks=ranks, special_tokens={ENDOFTEXT: self.bos_id}
+        )
+        self._extras = codegen_whitespace_tokens() if phi_extras else []
+        self._extra_ids = {tok: self.bos_id + 1 + i for i, tok in enumerate(self._extras)}
+        self._extra_re = re.compile("|".join(re.escape(t) for t in self._extras)) if self._extras else None
+
+    @classmethod
+    def from_ranks_file(cls, path: str | Path, phi_extras: bool = True) -> TiktokenGPT2Tokenizer:
+        """Load ``gpt2.tiktoken`` (lines ``<base64 token> <rank>``).
+
+        Raises:
+            FileNotFoundError: the file is missing (names it and where to get it).
+            ValueError: a malformed line (names the file and line).
+        """
+        path = Path(path)
+        if not path.is_file():
+            raise FileNotFoundError(
+                f"GPT-2 ranks file not found: {path} (it ships in the openai-whisper sdist as "
+                "whisper/assets/gpt2.tiktoken; see docs/tokenizers.md)"
+            )
+        ranks = {}
+        for lineno, line in enumerate(path.read_text().splitlines(), 1):
+            if not line.strip():
+                continue
+            try:
+                token, rank = line.split()
+                ranks[base64.b64decode(token)] = int(rank)
+            except ValueError:
+                raise ValueError(f"{path}:{lineno}: expected '<base64 token> <rank>'") from None
+        return cls(ranks, phi_extras=phi_extras)
+
+    def encode(self, text: str) -> list[int]:
+        """GPT-2 ids of ``text``; with phi extras, whitespace runs matching an extra token map to it first."""
+        if self._extra_re is None:
+            return self._enc.encode_ordinary(text)
+        ids: list[int] = []
+        pos = 0
+        for m in self._extra_re.finditer(text):
+            ids += self._enc.encode_ordinary(text[pos : m.start()])
+            ids.append(self._extra_ids[m.group(0)])
+            pos = m.end()
+        return ids + self._enc.encode_ordinary(text[pos:])
+
+    def decode(self, ids: list[int]) -> str:
+        """Text of ``ids`` (bos/eos and out-of-range ids skipped)."""
+        out, run = [], []
+        for i in ids:
+            if 0 <= i < self.bos_id:
+                run.append(i)
+                continue
+            if run:
+                out.append(self._enc.decode(run))
+                run = []
+            if i - self.bos_id - 1 in range(len(self._extras)):
+                out.append(self._extras[i - self.bos_id - 1])
+        if run:
+            out.append(self._enc.decode(run))
+        return "".join(out)
+
+    def __len__(self) -> int:
+        return self.bos_id + 1 + len(self._extras)
+
+    def save(self, directory: str | Path) -> Path:
+        """Write the ranks as ``gpt2.tiktoken`` + a small JSON descriptor."""
+        from unif2ace.utils.io import atomic_write_json, atomic_write_text
+
+        directory = Path(directory)
+        lines = [
+            f"{base64.b64encode(t).decode()} {r}"
+            for t, r in sorted(self._enc._mergeable_ranks.items(), key=lambda kv: kv[1])
+        ]
+        atomic_write_text(directory / "gpt2.tiktoken", "\n".join(lines) + "\n")
+        path = directory / "tokenizer.json"
+        atomic_write_json(path, {"unif2ace_tokenizer": "tiktoken-gpt2", "phi_extras": bool(self._extras)})
+        return path
+
+
+class WordLevelTokenizer:
+    """The reference fixtures' stand-in tokenizer: ``"t<k>"`` -> k (k < ``eot``), ``<|endoftext|>`` -> ``eot``.
+
+    Args:
+        size: text vocabulary length (fixture: 300).
+        eot: id of ``<|endoftext|>`` (fixture: 256).
+    """
+
+    def __init__(self, size: int = 300, eot: int = 256) -> None:
+        self.size, self.bos_id, self.eos_id = size, eot, eot
+
+    def encode(self, text: str) -> list[int]:
+        """Whitespace-split words ``t<k>`` / ``x<k>`` -> ``k``."""
+        ids = []
+        for word in text.split():
+            if word == ENDOFTEXT:
+                ids.append(self.eos_id)
+            elif re.fullmatch(r"[tx]\d+", word) and int(word[1:]) < self.size:
+                ids.append(int(word[1:]))
+            else:
+                raise ValueError(f"WordLevelTokenizer cannot encode {word!r} (expected t<k>)")
+        return ids
+
+    def decode(self, ids: list[int]) -> str:
+        """Words of ``ids``."""
+        return " ".join(f"t{i}" for i in ids if 0 <= i < self.size and i != self.eos_id)
+
+    def __len__(self) -> int:
+        return self.size
+
+    def save(self, directory: str | Path) -> Path:
+        """Write a descriptor ``tokenizer.json``."""
+        from unif2ace.utils.io import atomic_write_json
+
+        path = Path(directory) / "tokenizer.json"
+        atomic_write_json(path, {"unif2ace_tokenizer": "wordlevel", "size": self.size, "eot": self.bos_id})
+        return path
+
+
+def load_text_tokenizer(spec: str | Path) -> TextTokenizer:
+    """``"bytes"`` | ``"tiktoken:<ranks file>"`` | a directory or ``tokenizer.json`` saved by any tokenizer here.
+
+    Raises:
+        FileNotFoundError: missing file (named).
+        ValueError: unreadable file (named).
+    """
+    spec = str(spec)
+    if spec in ("", "bytes"):
+        return ByteTokenizer()
+    if spec.startswith("tiktoken:"):
+        return TiktokenGPT2Tokenizer.from_ranks_file(spec[len("tiktoken:") :])
+    path = Path(spec)
+    file = path / "tokenizer.json" if path.is_dir() else path
+    if not file.is_file():
+        raise FileNotFoundError(f"text tokenizer file not found: {file}")
+    try:
+        head = json.loads(file.read_text())
+    except json.JSONDecodeError as err:
+        raise ValueError(f"cannot read text tokenizer {file}: {err}") from None
+    kind = head.get("unif2ace_tokenizer") if isinstance(head, dict) else None
+    if kind == "bytes":
+        return ByteTokenizer()
+    if kind == "wordlevel":
+        return WordLevelTokenizer(head["size"], head["eot"])
+    if kind == "tiktoken-gpt2":
+        return TiktokenGPT2Tokenizer.from_ranks_file(file.parent / "gpt2.tiktoken", phi_extras=head["phi_extras"])
+    return BPETokenizer.load(file)
