@@ -15,8 +15,6 @@ MMU rows carry labels.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
-from typing import Protocol
 
 import torch
 from torch import Tensor
@@ -24,67 +22,35 @@ from torch import Tensor
 from unif2ace.config.model import VocabConfig
 from unif2ace.losses.corruption import IGNORE_INDEX
 from unif2ace.model.masks import mmu_attention_mask, omni_attention_mask
+from unif2ace.tokenizer.prompting import Prompter
+from unif2ace.tokenizer.text import TextTokenizer
+from unif2ace.tokenizer.text import load_text_tokenizer as _load_tokenizer
 
-__all__ = ["ByteTokenizer", "Layout", "Layouts", "TextTokenizer", "load_text_tokenizer"]
-
-
-class TextTokenizer(Protocol):
-    """What the layouts need from a text tokenizer: ``encode(text) -> list[int]`` of plain text ids."""
-
-    def encode(self, text: str) -> list[int]:
-        """Text ids of ``text`` (no special tokens)."""
-        ...
-
-    def decode(self, ids: list[int]) -> str:
-        """Text of plain text ids."""
-        ...
-
-
-class ByteTokenizer:
-    """UTF-8 bytes as ids ``0..255``: a dependency-free tokenizer for tiny models (``llm_vocab_size >= 257``)."""
-
-    def encode(self, text: str) -> list[int]:
-        """Byte ids of ``text``."""
-        return list(text.encode("utf-8"))
-
-    def decode(self, ids: list[int]) -> str:
-        """Text of byte ids (ids >= 256 are skipped; invalid UTF-8 is replaced)."""
-        return bytes(i for i in ids if 0 <= i < 256).decode("utf-8", errors="replace")
-
-
-class _HFTokenizer:
-    """A ``tokenizers`` JSON tokenizer without special tokens added."""
-
-    def __init__(self, path: Path) -> None:
-        from tokenizers import Tokenizer
-
-        self._tok = Tokenizer.from_file(str(path))
-
-    def encode(self, text: str) -> list[int]:
-        return self._tok.encode(text, add_special_tokens=False).ids
-
-    def decode(self, ids: list[int]) -> str:
-        return self._tok.decode(ids)
+__all__ = ["Layout", "Layouts", "load_text_tokenizer"]
 
 
 def load_text_tokenizer(spec: str, vocab: VocabConfig) -> TextTokenizer:
-    """``"bytes"`` / ``""`` -> :class:`ByteTokenizer`; a path -> that ``tokenizer.json``.
+    """The text tokenizer of ``data.text_tokenizer`` (``bytes``, ``tiktoken:<ranks>`` or a tokenizer file/folder).
 
     Raises:
         FileNotFoundError: the tokenizer file is missing (message names ``data.text_tokenizer``).
-        ValueError: the byte tokenizer does not fit the vocabulary layout.
+        ValueError: its bos/eos or size do not fit ``model.vocab`` (message names the field to change).
     """
-    if spec in ("", "bytes"):
-        if vocab.llm_vocab_size < 257 or vocab.bos_id < 256 or vocab.eos_id < 256:
-            raise ValueError(
-                "data.text_tokenizer=bytes needs model.vocab.llm_vocab_size >= 257 and bos/eos ids "
-                ">= 256; set data.text_tokenizer to a tokenizer.json"
-            )
-        return ByteTokenizer()
-    path = Path(spec)
-    if not path.is_file():
-        raise FileNotFoundError(f"data.text_tokenizer: tokenizer file not found: {path}")
-    return _HFTokenizer(path)
+    try:
+        tok = _load_tokenizer(spec)
+    except FileNotFoundError as err:
+        raise FileNotFoundError(f"data.text_tokenizer: {err}") from None
+    if (tok.bos_id, tok.eos_id) != (vocab.bos_id, vocab.eos_id):
+        raise ValueError(
+            f"data.text_tokenizer {spec!r} has bos/eos ({tok.bos_id}, {tok.eos_id}) but model.vocab has "
+            f"({vocab.bos_id}, {vocab.eos_id}); set model.vocab.bos_id / eos_id"
+        )
+    if len(tok) > vocab.llm_vocab_size:
+        raise ValueError(
+            f"data.text_tokenizer {spec!r} has {len(tok)} ids but model.vocab.llm_vocab_size is "
+            f"{vocab.llm_vocab_size}; raise it to at least {len(tok)}"
+        )
+    return tok
 
 
 @dataclass
@@ -110,6 +76,7 @@ class Layouts:
 
     def __init__(self, vocab: VocabConfig, tokenizer: TextTokenizer, max_text_len: int, num_image_tokens: int):
         self.vocab, self.tokenizer = vocab, tokenizer
+        self.prompter = Prompter(tokenizer, vocab, max_text_len, num_image_tokens)
         self.max_text_len, self.num_image_tokens = max_text_len, num_image_tokens
         self.seq_len = max_text_len + num_image_tokens + 3
         sid = vocab.special_id
@@ -131,21 +98,22 @@ class Layouts:
         return (codes.long() + self.vocab.image_offset).tolist()
 
     def t2i(self, caption: str, codes: Tensor) -> Layout:
-        """T2I row for ``caption`` (``""`` = the CFG empty prompt) and clean image ``codes`` ``(N,)``."""
-        text = self.tokenizer.encode(caption)[: self.max_text_len - 2] if caption else []
-        body = [self.vocab.bos_id, *text, self.vocab.eos_id]
-        pads = self.max_text_len - len(body)
-        ids = [self.pad] * pads + [self.t2i_id] + body + [self.soi] + self._image(codes) + [self.eoi]
-        input_ids = torch.tensor(ids, dtype=torch.long)
-        image_mask = torch.zeros(self.seq_len, dtype=torch.bool)
-        start = self.max_text_len + 2
-        image_mask[start : start + self.num_image_tokens] = True
-        pool = torch.zeros(self.seq_len, dtype=torch.bool)
-        pool[pads : self.max_text_len + 1] = True  # task token + prompt
-        return Layout(input_ids, torch.full_like(input_ids, IGNORE_INDEX), image_mask, input_ids != self.pad, pool)
+        """T2I row for ``caption`` (``""`` = the CFG empty prompt) and clean image ``codes`` ``(N,)``.
+
+        Built by :meth:`~unif2ace.tokenizer.prompting.Prompter.t2i` (the layout inference uses); labels are all
+        ``-100`` here because the D3Diff targets are the masked image codes, kept apart in the batch.
+        """
+        rows = self.prompter.t2i([caption], torch.tensor([self._image(codes)]))
+        ids = rows.input_ids[0]
+        return Layout(ids, torch.full_like(ids, IGNORE_INDEX), rows.image_mask[0], rows.valid[0], rows.pool_mask[0])
 
     def mmu(self, codes: Tensor, turns: list[tuple[str, str]]) -> Layout:
-        """MMU row: image ``codes`` then a conversation of ``(question, answer)`` turns (answers supervised)."""
+        """MMU row: image ``codes`` then a conversation of ``(question, answer)`` turns (answers supervised).
+
+        Turns are encoded piecewise exactly as :meth:`~unif2ace.tokenizer.prompting.Prompter.chat_prompt` encodes
+        a history (``USER: q ASSISTANT:`` then `` a<eos>``), so the prompt the model answers at inference is the
+        training row cut before an answer. Too long: later turns are dropped, then the answer is cut.
+        """
         ids = [self.mmu_id, self.soi, *self._image(codes), self.eoi, self.vocab.bos_id]
         labels = [IGNORE_INDEX] * len(ids)
         for i, (question, answer) in enumerate(turns):

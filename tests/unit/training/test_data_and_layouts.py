@@ -11,8 +11,9 @@ from train_helpers import make_dataset, tiny_config
 from unif2ace.config.model import VocabConfig
 from unif2ace.data.dataset import EpochOrder, TokenRecordDataset, TokenStore, load_records, sample_seed
 from unif2ace.losses.corruption import IGNORE_INDEX
+from unif2ace.tokenizer.text import ByteTokenizer
 from unif2ace.training.batching import batch_loader
-from unif2ace.training.layouts import ByteTokenizer, Layouts
+from unif2ace.training.layouts import Layouts
 from unif2ace.training.run import build_batch_builder
 from unif2ace.training.stages import plan_stages
 
@@ -95,6 +96,46 @@ def test_layouts_match_showo_format_and_reference_masks():
     assert masks.shape == (2, 1, lay.seq_len, lay.seq_len)
     assert torch.equal(masks[0, 0], _reference_mask(ids, True, v))
     assert torch.equal(masks[1, 0], _reference_mask(mids, False, v))
+
+
+def test_mmu_training_rows_match_the_inference_chat_prompt():
+    v = VocabConfig()
+    lay = Layouts(v, ByteTokenizer(), max_text_len=96, num_image_tokens=4)
+    codes = torch.tensor([1, 2, 3, 4])
+    turns = [("What hair?", "long blond"), ("Smiling?", "yes")]
+    row = lay.mmu(codes, turns)
+    prompt = lay.prompter.chat_prompt((codes + v.image_offset)[None], ["Smiling?"], histories=[turns[:1]])
+    n = prompt.input_ids.shape[1]
+    assert torch.equal(row.input_ids[:n], prompt.input_ids[0])  # the answer follows exactly where inference decodes
+    assert lay.decode([t for t, lab in zip(row.input_ids.tolist(), row.labels.tolist(), strict=True) if lab >= 0]) == (
+        " long blond yes"
+    )
+    assert torch.equal(row.pool_mask[:n], prompt.pool_mask[0]) and torch.equal(row.image_mask[:n], prompt.image_mask[0])
+
+
+def test_t2i_rows_come_from_the_prompter():
+    v = VocabConfig()
+    lay = Layouts(v, ByteTokenizer(), max_text_len=16, num_image_tokens=4)
+    codes = torch.tensor([9, 8, 7, 6])
+    row = lay.t2i("a face", codes)
+    ref = lay.prompter.t2i(["a face"], (codes + v.image_offset)[None])
+    assert torch.equal(row.input_ids, ref.input_ids[0]) and torch.equal(row.pool_mask, ref.pool_mask[0])
+    empty = lay.t2i("", codes).input_ids.tolist()
+    assert empty[16 - 2 : 16 + 1] == [v.special_id("<|t2i|>"), v.bos_id, v.eos_id]  # the CFG null prompt
+
+
+def test_tokenizer_must_fit_the_vocabulary(tmp_path):
+    from unif2ace.tokenizer.text import BPETokenizer
+    from unif2ace.training.layouts import load_text_tokenizer
+
+    tok = BPETokenizer.train(["a smiling woman with long hair"] * 20, vocab_size=300)
+    path = tok.save(tmp_path / "bpe")
+    with pytest.raises(ValueError, match="model.vocab.bos_id"):
+        load_text_tokenizer(str(path), VocabConfig())
+    with pytest.raises(FileNotFoundError, match="data.text_tokenizer"):
+        load_text_tokenizer(str(tmp_path / "missing.json"), VocabConfig())
+    ok = load_text_tokenizer(str(path), VocabConfig(llm_vocab_size=len(tok), bos_id=0, eos_id=0))
+    assert ok.bos_id == 0
 
 
 def test_mmu_truncates_to_the_text_budget():
