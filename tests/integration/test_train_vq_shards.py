@@ -68,6 +68,8 @@ def test_encode_shards_then_train_and_preview(tmp_path):
     )
     overrides = {
         "model.vocab.codebook_size": 32,
+        "data.max_text_len": 64,
+        "model.max_position_embeddings": 128,
         "train.preview_every": 2,
         "train.preview_faces": 1,
         "train.preview_steps": 2,

@@ -1,11 +1,10 @@
 """Training previews: faces generated for fixed prompts and captions of fixed validation faces.
 
 :func:`make_preview_fn` returns the ``preview_fn(model, step, out_dir)`` the trainer calls every
-``train.preview_every`` steps. It needs only the model's forward contract and the training layouts (no inference
-engine): image codes are sampled with MaskGIT + CFG (:func:`~unif2ace.sampling.maskgit.maskgit_sample`, spec §2.7)
-from full forward passes over T2I rows, and captions are decoded greedily by re-running the MMU prefix
-(:func:`~unif2ace.sampling.text.decode_text` with a "cache" that simply holds the ids so far). Codes become pixels
-through the VQ tokenizer recorded in the token shards' provenance; without it the sampled codes are saved instead.
+``train.preview_every`` steps. Prompts are laid out by the :class:`~unif2ace.tokenizer.prompting.Prompter` and run
+through the inference :class:`~unif2ace.sampling.engine.Engine` (KV-cached MaskGIT + CFG for faces, spec §2.7;
+greedy KV-cached decoding for captions), i.e. exactly what users get from the trained checkpoint. Codes become
+pixels through the VQ tokenizer recorded in the token shards' provenance; without it the sampled codes are saved.
 """
 
 from __future__ import annotations
@@ -18,104 +17,71 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from unif2ace.config.model import GEN, UND
-from unif2ace.losses.corruption import IGNORE_INDEX
-from unif2ace.model.interfaces import RoutingContext
-from unif2ace.sampling.maskgit import maskgit_sample
-from unif2ace.sampling.text import decode_text
+from unif2ace.data.dataset import FaceSample
+from unif2ace.sampling.engine import Engine
 from unif2ace.training.batching import BatchBuilder
 from unif2ace.training.distributed import get_logger
 from unif2ace.utils.io import atomic_write_json, save_tensors
 
-__all__ = ["make_preview_fn"]
+__all__ = ["generate_captions", "generate_faces", "load_preview_decoder", "make_preview_fn"]
 
 log = get_logger()
 
 
-def _forward(
-    model: nn.Module,
-    builder: BatchBuilder,
-    ids: Tensor,
-    image_mask: Tensor,
-    pool: Tensor,
-    group: int,
-    image_ids: list[str | None],
+def _features(builder: BatchBuilder, ids: list[str | None], device: torch.device) -> dict[str, Tensor]:
+    return {k: v.to(device) for k, v in builder.features_for(ids).items()}
+
+
+def generate_faces(
+    model: nn.Module, builder: BatchBuilder, prompts: list[str], steps: int, guidance_scale: float, seed: int
 ) -> Tensor:
-    """Logits ``(B, L, V)`` of rows of one task group (T2I rows if ``group == GEN``)."""
-    lay = builder.layouts
-    device = ids.device
-    ctx = RoutingContext(
-        group_ids=torch.full((ids.shape[0],), group, dtype=torch.long, device=device),
-        valid=ids != lay.pad,
-        image_mask=image_mask,
-        pool_mask=pool,
-        features={k: v.to(device) for k, v in builder.features_for(image_ids).items()},
-        generator=torch.Generator(device=device).manual_seed(0),
+    """``(B, N)`` image codes for ``prompts`` (MaskGIT + CFG against the empty prompt)."""
+    device = next(model.parameters()).device
+    prompter, m = builder.layouts.prompter, builder.layouts.max_text_len
+    prefix = prompter.t2i_gen(prompts).input_ids[:, : m + 1].to(device)  # (B, M + 1) text blocks
+    uncond = prompter.t2i_gen([""] * len(prompts)).input_ids[:, : m + 1].to(device)
+    engine = Engine(model, builder.layouts.vocab)
+    gen = torch.Generator(device=device).manual_seed(seed)
+    return engine.generate_image_tokens(
+        prefix,
+        builder.layouts.num_image_tokens,
+        uncond_prefix_ids=uncond,
+        steps=steps,
+        guidance_scale=guidance_scale,
+        generator=gen,
+        features=_features(builder, [None] * len(prompts), device),
     )
-    num_t2i = ids.shape[0] if group == GEN else 0
-    mask = lay.attention_mask(ids.cpu(), image_mask.cpu(), num_t2i).to(device)  # (B, 1, L, L)
-    pos = torch.arange(ids.shape[1], device=device).expand_as(ids)
-    return model(input_ids=ids, attention_mask=mask, position_ids=pos, ctx=ctx).logits
 
 
-def image_logits_fn(
-    model: nn.Module, builder: BatchBuilder, prompts: list[str], device: torch.device
-) -> Callable[[Tensor, bool], Tensor]:
-    """:class:`~unif2ace.sampling.interfaces.ImageLogitsFn` over T2I rows (``cond=False``: the empty prompt)."""
-    lay, vocab = builder.layouts, builder.layouts.vocab
-    blank = torch.zeros(lay.num_image_tokens, dtype=torch.long)
-    rows = {c: [lay.t2i(p if c else "", blank) for p in prompts] for c in (True, False)}
-    stacked = {
-        c: [torch.stack([getattr(r, f) for r in rows[c]]).to(device) for f in ("input_ids", "image_mask", "pool_mask")]
-        for c in rows
-    }
+def generate_captions(
+    model: nn.Module, builder: BatchBuilder, faces: list[FaceSample], question: str, max_new_tokens: int
+) -> list[str]:
+    """Greedy answers to ``question`` for each face (its pre-computed codes and features).
 
-    def fn(image_ids: Tensor, cond: bool) -> Tensor:
-        base, img_mask, pool = stacked[cond]
-        codes = torch.where(image_ids >= vocab.codebook_size, vocab.mask_id, image_ids + vocab.image_offset)
-        ids = base.masked_scatter(img_mask, codes)  # (B, L)
-        logits = _forward(model, builder, ids, img_mask, pool, GEN, [None] * len(prompts))
-        start = vocab.image_offset
-        img_logits = logits[img_mask].view(len(prompts), lay.num_image_tokens, -1)  # (B, N, V)
-        return img_logits[..., start : start + vocab.codebook_size].float()
-
-    return fn
-
-
-def caption_ids(
-    model: nn.Module,
-    builder: BatchBuilder,
-    codes: Tensor,
-    image_id: str | None,
-    question: str,
-    max_new_tokens: int,
-    device: torch.device,
-) -> list[int]:
-    """Greedy answer ids to ``question`` about one image ``codes`` ``(N,)`` (stops at ``<eos>``)."""
-    lay, vocab = builder.layouts, builder.layouts.vocab
-    layout = lay.mmu(codes, [(question, "")])
-    supervised = (layout.labels != IGNORE_INDEX).nonzero()
-    prompt_len = int(supervised[0]) if len(supervised) else int(layout.valid.sum())  # everything before the answer
-    prompt = layout.input_ids[:prompt_len][None].to(device)
-    image_mask, pool = layout.image_mask[None].to(device), layout.pool_mask[None].to(device)
-
-    def step(ids: Tensor, cache: Any) -> tuple[Tensor, Tensor]:
-        seq = ids if cache is None else torch.cat([cache, ids], dim=1)  # (1, T)
-        n = seq.shape[1]
-        logits = _forward(model, builder, seq, image_mask[:, :n], pool[:, :n], UND, [image_id])
-        return logits[:, -1, : vocab.llm_vocab_size].float(), seq
-
-    room = lay.seq_len - prompt_len
-    out = decode_text(
-        step, prompt, max_new_tokens=max(1, min(max_new_tokens, room)), stop_ids=[vocab.eos_id], pad_id=vocab.eos_id
+    Raises:
+        ValueError: the prompt leaves no room under ``model.max_position_embeddings``.
+    """
+    device = next(model.parameters()).device
+    vocab = builder.layouts.vocab
+    codes = torch.stack([f.codes.long() for f in faces]) + vocab.image_offset  # (B, N)
+    prompt = builder.layouts.prompter.chat_prompt(codes, [question] * len(faces)).input_ids.to(device)
+    limit = builder.cfg.model.max_position_embeddings
+    if prompt.shape[1] >= limit:
+        raise ValueError(
+            f"the caption prompt has {prompt.shape[1]} tokens, no room under model.max_position_embeddings={limit}"
+        )
+    out = Engine(model, vocab).generate_text(
+        prompt,
+        max_new_tokens=min(max_new_tokens, limit - prompt.shape[1]),
+        features=_features(builder, [f.id for f in faces], device),
     )
-    return out.ids[0, : int(out.lengths[0])].tolist()
+    return [builder.layouts.decode(out.ids[i, : int(out.lengths[i])].tolist()) for i in range(len(faces))]
 
 
 def make_preview_fn(
     builder: BatchBuilder,
     prompts: list[str],
-    faces: list[int],
+    faces: list[FaceSample],
     steps: int = 8,
     guidance_scale: float = 2.0,
     max_new_tokens: int = 48,
@@ -125,11 +91,10 @@ def make_preview_fn(
     """The trainer's ``preview_fn(model, step, out_dir)``.
 
     Writes ``out_dir/step-XXXXXXX/faces.png`` (or ``codes.safetensors`` without a decoder) for ``prompts`` and
-    ``captions.json`` with the model's description of each validation face (dataset indices ``faces``) next to
-    its reference caption.
+    ``captions.json`` with the model's description of each validation face next to its reference caption.
 
     Args:
-        builder: the training batch builder (layouts, dataset, features).
+        builder: the training batch builder (layouts, features).
         prompts: fixed generation prompts.
         faces: fixed validation faces (their pre-computed codes and reference captions).
         steps: MaskGIT steps.
@@ -140,34 +105,21 @@ def make_preview_fn(
     """
 
     def preview(model: nn.Module, step: int, out_dir: Path) -> Path:
-        device = next(model.parameters()).device
         folder = Path(out_dir) / f"step-{step:07d}"
         folder.mkdir(parents=True, exist_ok=True)
-        vocab = builder.layouts.vocab
         if prompts:
-            fn = image_logits_fn(model, builder, prompts, device)
-            codes = maskgit_sample(
-                fn,
-                builder.layouts.num_image_tokens,
-                len(prompts),
-                vocab.codebook_size,
-                steps,
-                guidance_scale=guidance_scale,
-                generator=seed,
-                device=device,
-            )
-            _save_faces(codes, decoder, folder)
-        samples = faces
+            _save_faces(generate_faces(model, builder, prompts, steps, guidance_scale, seed), decoder, folder)
         question = builder.cfg.data.describe_prompt
+        try:
+            captions = generate_captions(model, builder, faces, question, max_new_tokens) if faces else []
+        except ValueError as err:  # a tiny text budget: previews keep the faces, captions are skipped
+            log.warning("preview captions skipped: %s", err)
+            faces_used: list[FaceSample] = []
+            captions = []
+        else:
+            faces_used = faces
         entries = [
-            {
-                "id": s.id,
-                "reference": s.caption,
-                "generated": builder.layouts.decode(
-                    caption_ids(model, builder, s.codes, s.id, question, max_new_tokens, device)
-                ),
-            }
-            for s in samples
+            {"id": f.id, "reference": f.caption, "generated": c} for f, c in zip(faces_used, captions, strict=True)
         ]
         atomic_write_json(folder / "captions.json", {"step": step, "prompts": prompts, "captions": entries})
         return folder
