@@ -25,6 +25,9 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     os.close(fd)
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(tmp, 0o666 & ~umask)  # mkstemp creates 0600; give the file the usual permissions
     tmp_path = Path(tmp)
     try:
         yield tmp_path
@@ -48,8 +51,13 @@ def atomic_write_json(path: str | Path, data: Any) -> None:
 
 
 def save_tensors(path: str | Path, tensors: dict[str, torch.Tensor], metadata: dict[str, str] | None = None) -> None:
-    """Save a flat tensor dict as safetensors, atomically (tensors made contiguous, shared storage split)."""
-    flat = {k: v.detach().contiguous().clone() if v.is_shared() else v.detach().contiguous() for k, v in tensors.items()}
+    """Save a flat tensor dict as safetensors, atomically (tensors that share storage are copied apart)."""
+    flat, seen = {}, set()
+    for k, v in tensors.items():
+        v = v.detach().contiguous()
+        ptr = v.untyped_storage().data_ptr()
+        flat[k] = v.clone() if ptr in seen else v
+        seen.add(ptr)
     with atomic_path(path) as tmp:
         save_file(flat, str(tmp), metadata=metadata)
 
@@ -69,7 +77,9 @@ def load_tensors(path: str | Path, device: str | torch.device = "cpu") -> dict[s
             return load_file(str(path), device=str(device))
         data = torch.load(path, map_location=device, weights_only=True)
     except (SafetensorError, RuntimeError, OSError, EOFError, ValueError) as err:
-        raise ValueError(f"cannot read weights file {path}: {str(err).splitlines()[0] if str(err) else err!r}") from None
+        raise ValueError(
+            f"cannot read weights file {path}: {str(err).splitlines()[0] if str(err) else err!r}"
+        ) from None
     if isinstance(data, dict) and "state_dict" in data and isinstance(data["state_dict"], dict):
         data = data["state_dict"]
     if not isinstance(data, dict) or not all(isinstance(v, torch.Tensor) for v in data.values()):
