@@ -6,6 +6,7 @@ Layout of one checkpoint (STYLE habit 9: weights kept apart from training state)
         model.safetensors        full model weights (``unif2ace.model.load_pretrained`` loads the folder)
         config.json              model config (the model's ``save_pretrained`` format)
         train_config.yaml        the full recipe that produced it
+        tokenizer/               the text tokenizer (``unif2ace.tokenizer.load_text_tokenizer`` reads the folder)
         ema.safetensors          EMA weights (only when EMA is on)
         training_state/
             state.json           step, stage, data position, LR-schedule position, python/numpy RNG states
@@ -245,6 +246,7 @@ class CheckpointPayload:
         ema_state: EMA shadow weights or None.
         generators: named generators of this process whose states must be restored.
         write_weights: optional override ``(folder, state_dict) -> None`` (defaults to safetensors + config.json).
+        tokenizer: the text tokenizer (anything with ``save(directory)``), copied into ``tokenizer/``.
     """
 
     model_state: dict[str, torch.Tensor] | None
@@ -255,6 +257,7 @@ class CheckpointPayload:
     ema_state: dict[str, torch.Tensor] | None = None
     generators: dict[str, torch.Generator] = field(default_factory=dict)
     write_weights: Callable[[Path, dict[str, torch.Tensor]], None] | None = None
+    tokenizer: Any | None = None
 
 
 def _write_main(tmp: Path, payload: CheckpointPayload) -> None:
@@ -266,6 +269,8 @@ def _write_main(tmp: Path, payload: CheckpointPayload) -> None:
         save_tensors(tmp / "model.safetensors", payload.model_state, metadata={"format": "unif2ace"})
         atomic_write_json(tmp / "config.json", {"model_type": "unif2ace", **payload.model_config})
     atomic_write_text(tmp / "train_config.yaml", payload.train_config_yaml)
+    if payload.tokenizer is not None:
+        payload.tokenizer.save(tmp / "tokenizer")
     if payload.ema_state is not None:
         save_tensors(tmp / "ema.safetensors", payload.ema_state, metadata={"format": "pt"})
     if payload.optimizer_state is not None:

@@ -14,7 +14,9 @@ MMU rows carry labels.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 from torch import Tensor
@@ -23,21 +25,29 @@ from unif2ace.config.model import VocabConfig
 from unif2ace.losses.corruption import IGNORE_INDEX
 from unif2ace.model.masks import mmu_attention_mask, omni_attention_mask
 from unif2ace.tokenizer.prompting import Prompter
-from unif2ace.tokenizer.text import TextTokenizer
+from unif2ace.tokenizer.text import BPETokenizer, TextTokenizer
 from unif2ace.tokenizer.text import load_text_tokenizer as _load_tokenizer
 
 __all__ = ["Layout", "Layouts", "load_text_tokenizer"]
 
 
-def load_text_tokenizer(spec: str, vocab: VocabConfig) -> TextTokenizer:
-    """The text tokenizer of ``data.text_tokenizer`` (``bytes``, ``tiktoken:<ranks>`` or a tokenizer file/folder).
+def load_text_tokenizer(
+    spec: str, vocab: VocabConfig, texts: Callable[[], Iterable[str]] | None = None, cache_dir: Path | None = None
+) -> TextTokenizer:
+    """The text tokenizer of ``data.text_tokenizer``.
+
+    ``bytes``, ``tiktoken:<ranks file>`` or a tokenizer file / folder are loaded; ``bpe:<size>`` is a byte-level
+    BPE of that size trained on ``texts()`` (deterministic) the first time and kept in ``cache_dir``.
 
     Raises:
         FileNotFoundError: the tokenizer file is missing (message names ``data.text_tokenizer``).
         ValueError: its bos/eos or size do not fit ``model.vocab`` (message names the field to change).
     """
     try:
-        tok = _load_tokenizer(spec)
+        if spec.startswith("bpe:"):
+            tok = _trained_bpe(spec, texts, cache_dir)
+        else:
+            tok = _load_tokenizer(spec)
     except FileNotFoundError as err:
         raise FileNotFoundError(f"data.text_tokenizer: {err}") from None
     if (tok.bos_id, tok.eos_id) != (vocab.bos_id, vocab.eos_id):
@@ -50,6 +60,22 @@ def load_text_tokenizer(spec: str, vocab: VocabConfig) -> TextTokenizer:
             f"data.text_tokenizer {spec!r} has {len(tok)} ids but model.vocab.llm_vocab_size is "
             f"{vocab.llm_vocab_size}; raise it to at least {len(tok)}"
         )
+    return tok
+
+
+def _trained_bpe(spec: str, texts: Callable[[], Iterable[str]] | None, cache_dir: Path | None) -> TextTokenizer:
+    """Load ``cache_dir/tokenizer.json`` or train a BPE of the size in ``spec`` (``bpe:4096``) and save it there."""
+    try:
+        size = int(spec.split(":", 1)[1])
+    except ValueError:
+        raise ValueError(f"data.text_tokenizer {spec!r}: expected 'bpe:<vocabulary size>', e.g. bpe:4096") from None
+    if cache_dir is not None and (cache_dir / "tokenizer.json").is_file():
+        return BPETokenizer.load(cache_dir)
+    if texts is None:
+        raise FileNotFoundError(f"no trained tokenizer for {spec!r} in {cache_dir} and no texts to train it on")
+    tok = BPETokenizer.train(texts(), vocab_size=size)
+    if cache_dir is not None:
+        tok.save(cache_dir)
     return tok
 
 

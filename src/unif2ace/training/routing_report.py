@@ -144,7 +144,7 @@ def routing_report(
     model = _default_model_factory(cfg)
     load_weights_into(model, checkpoint, strict=True)
     model.eval()
-    builder = build_batch_builder(cfg)
+    builder = build_batch_builder(cfg, tokenizer_dir=checkpoint / "tokenizer")
     t2i, mmu = cfg.data.t2i_per_batch, cfg.data.mmu_per_batch
     routings, groups = [], []
     with torch.no_grad():

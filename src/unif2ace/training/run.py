@@ -8,7 +8,7 @@ only then does training start.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -51,8 +51,12 @@ def load_recipe(name: str, overrides: list[str] | None = None) -> Unif2aceConfig
     return load_config(Unif2aceConfig, resolve_config_path(name), overrides)
 
 
-def build_batch_builder(cfg: Unif2aceConfig) -> BatchBuilder:
+def build_batch_builder(cfg: Unif2aceConfig, tokenizer_dir: Path | None = None) -> BatchBuilder:
     """Records + token shards + tokenizer + feature caches -> a :class:`BatchBuilder` (checks every path).
+
+    Args:
+        cfg: the recipe.
+        tokenizer_dir: where a ``bpe:<size>`` text tokenizer is kept (trained on the split's texts if absent).
 
     Raises:
         FileNotFoundError / ValueError: a data path is missing or the data does not fit the config.
@@ -67,13 +71,24 @@ def build_batch_builder(cfg: Unif2aceConfig) -> BatchBuilder:
     dataset = TokenRecordDataset(records, store, data.num_image_tokens, records_file=data.records)
     if dataset.num_missing:
         log.warning("%d records of split %s have no image tokens and are skipped", dataset.num_missing, data.split)
-    tokenizer = load_text_tokenizer(data.text_tokenizer, cfg.model.vocab)
+    tokenizer = load_text_tokenizer(
+        data.text_tokenizer, cfg.model.vocab, texts=lambda: _record_texts(records), cache_dir=tokenizer_dir
+    )
     layouts = Layouts(cfg.model.vocab, tokenizer, data.max_text_len, data.num_image_tokens)
     seq = cfg.model.seq_moe
     kinds = set(seq.und_experts) | set(seq.gen_experts) if seq.enabled else set()
     dims = {k: v for k, v in seq.feature_dims.items() if k in kinds}
     caches = _load_feature_caches(data.features)
     return BatchBuilder(cfg, dataset, layouts, feature_dims=dims, feature_caches=caches)
+
+
+def _record_texts(records: list[dict[str, Any]]) -> Iterable[str]:
+    """Captions and VQA turns of the records (what a ``bpe:<size>`` tokenizer is trained on)."""
+    for rec in records:
+        yield rec["caption"]
+        for turn in rec.get("vqa") or []:
+            if isinstance(turn, dict):
+                yield f"USER: {turn.get('q', '')} ASSISTANT: {turn.get('a', '')}"
 
 
 def _load_feature_caches(paths: dict[str, str]) -> dict[str, Any]:
@@ -155,7 +170,7 @@ def run_training(
     """
     if cfg.train.gradient_checkpointing and not cfg.model.gradient_checkpointing:
         cfg = dataclasses.replace(cfg, model=dataclasses.replace(cfg.model, gradient_checkpointing=True))
-    builder = build_batch_builder(cfg)
+    builder = build_batch_builder(cfg, tokenizer_dir=Path(out_dir) / "tokenizer")
     if init_from is not None and not Path(init_from).exists():
         raise FileNotFoundError(f"--init-from: no checkpoint or model folder at {init_from}")
     runtime = build_runtime(

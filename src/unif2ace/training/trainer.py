@@ -351,6 +351,7 @@ class Trainer:
             state=self.state,
             ema_state=self.ema.state_dict() if (self.ema is not None and main) else None,
             write_weights=self.model_writer,
+            tokenizer=self.builder.layouts.tokenizer if main else None,
         )
         path = ckpt.write_checkpoint(
             self.ckpt_dir,

@@ -83,3 +83,29 @@ def test_tiny_cpu_recipe_trains_two_steps(tmp_path):
     model = load_pretrained(result.checkpoint)  # checkpoints are model folders too
     saved = load_tensors(result.checkpoint / "model.safetensors")
     assert all(torch.equal(v, saved[k]) for k, v in model.state_dict().items())
+
+
+def test_bpe_tokenizer_is_trained_once_and_shipped_in_checkpoints(tmp_path):
+    from train_helpers import tiny_config
+
+    from unif2ace.tokenizer.text import load_text_tokenizer
+
+    records, tokens = make_dataset(tmp_path)
+    cfg = tiny_config(
+        records,
+        tokens,
+        **{
+            "data.text_tokenizer": "bpe:300",
+            "model.vocab": {"llm_vocab_size": 300, "bos_id": 0, "eos_id": 0},
+            "stages": [{"name": "m", "steps": 2, "lr": 1e-3}],
+        },
+    )
+    result = run_training(cfg, tmp_path / "run", model_factory=model_factory(), cpu=True, stop_after=1)
+    trained = tmp_path / "run" / "tokenizer" / "tokenizer.json"
+    stamp = trained.stat().st_mtime_ns
+    shipped = load_text_tokenizer(result.checkpoint / "tokenizer")
+    caption = "a young woman with long blond hair"
+    assert shipped.encode(caption) == load_text_tokenizer(trained).encode(caption)
+    assert len(shipped.encode(caption)) < len(caption.encode())  # merges were learned from the captions
+    run_training(cfg, tmp_path / "run", model_factory=model_factory(), cpu=True)  # resume: same tokenizer file
+    assert trained.stat().st_mtime_ns == stamp
