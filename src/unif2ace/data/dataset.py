@@ -96,32 +96,27 @@ class FaceSample:
 
 
 def load_records(path: str | Path, split: str | None = None) -> list[dict[str, Any]]:
-    """Read FaceRecord JSONL (``{"id", "image", "caption", "vqa": [{"q", "a"}], "split", ...}``).
+    """Read and validate FaceRecords (:func:`unif2ace.data.records.read_records`) with a caption, as dicts.
+
+    Records whose caption is still empty (not captioned yet) are left out: they carry no text to learn from.
 
     Args:
-        path: the JSONL file.
+        path: the records file (``.jsonl`` / ``.json`` / ``.parquet``).
         split: keep only records of this split (None = all).
 
     Raises:
         FileNotFoundError: the file is missing (message names ``data.records``).
-        ValueError: a line is not a JSON object with ``id`` and ``caption`` (message gives the line number).
+        ValueError: a malformed record (message names the line / id and field).
     """
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"data.records: record file not found: {path}")
-    records = []
-    for lineno, line in enumerate(path.read_text().splitlines(), start=1):
-        if not line.strip():
-            continue
-        try:
-            rec = json.loads(line)
-        except json.JSONDecodeError as err:
-            raise ValueError(f"data.records: {path}:{lineno} is not valid JSON ({err.msg})") from None
-        if not isinstance(rec, dict) or "id" not in rec or not isinstance(rec.get("caption"), str):
-            raise ValueError(f"data.records: {path}:{lineno} needs at least an 'id' and a string 'caption'")
-        if split is None or rec.get("split", "train") == split:
-            records.append(rec)
-    return records
+    from unif2ace.data.records import RecordError, read_records
+
+    try:
+        records = read_records(path)
+    except FileNotFoundError as err:
+        raise FileNotFoundError(f"data.records: {err}") from None
+    except RecordError as err:
+        raise ValueError(f"data.records: {err}") from None
+    return [r.to_dict() for r in records if r.caption.strip() and (split is None or r.split == split)]
 
 
 class TokenStore:

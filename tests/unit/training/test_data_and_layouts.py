@@ -47,9 +47,15 @@ def test_token_store_joins_records_by_image_path(tmp_path):
 
 def test_load_records_errors_name_the_line(tmp_path):
     bad = tmp_path / "r.jsonl"
-    bad.write_text('{"id": "a", "caption": "x"}\n{oops\n')
-    with pytest.raises(ValueError, match=r"r.jsonl:2"):
+    bad.write_text('{"id": "a", "image": "a.png", "caption": "x"}\n{oops\n')
+    with pytest.raises(ValueError, match=r"data.records: r.jsonl line 2"):
         load_records(bad)
+    bad.write_text('{"id": "a", "image": "a.png", "caption": "x", "split": "dev"}\n')
+    with pytest.raises(ValueError, match=r"field 'split'"):
+        load_records(bad)
+    ok = tmp_path / "ok.jsonl"
+    ok.write_text('{"id": "a", "image": "a.png", "caption": "x"}\n{"id": "b", "image": "b.png", "caption": ""}\n')
+    assert [r["id"] for r in load_records(ok, "train")] == ["a"]  # uncaptioned records are left out
     with pytest.raises(FileNotFoundError, match="data.records"):
         load_records(tmp_path / "nope.jsonl")
 
