@@ -81,3 +81,11 @@ def test_loss_switches(data, tmp_path, mode, alpha):
         expected = {"mask_only": mask_ce, "d3diff": mask_ce + alpha * score, "score_only": alpha * score}[mode]
         assert t2i == pytest.approx(expected, rel=1e-5)
         assert m["loss/total"] == pytest.approx(t2i + m["loss/mmu"], rel=1e-5)
+
+
+def test_gradient_checkpointing_and_loader_workers_do_not_change_the_run(data, tmp_path):
+    base, _ = _run(data, tmp_path / "base")
+    ckpt, _ = _run(data, tmp_path / "ckpt", **{"train.gradient_checkpointing": True})
+    workers, _ = _run(data, tmp_path / "workers", **{"data.num_workers": 2})
+    assert ckpt.losses == pytest.approx(base.losses, abs=1e-6)
+    assert workers.losses == base.losses  # batches depend only on (seed, stream, position)
