@@ -106,13 +106,7 @@ class Layouts:
         self.max_text_len, self.num_image_tokens = max_text_len, num_image_tokens
         self.seq_len = max_text_len + num_image_tokens + 3
         sid = vocab.special_id
-        self.pad, self.soi, self.eoi, self.t2i_id, self.mmu_id = (
-            vocab.pad_id,
-            sid("<|soi|>"),
-            sid("<|eoi|>"),
-            sid("<|t2i|>"),
-            sid("<|mmu|>"),
-        )
+        self.pad, self.soi, self.eoi, self.mmu_id = vocab.pad_id, sid("<|soi|>"), sid("<|eoi|>"), sid("<|mmu|>")
 
     def decode(self, ids: list[int]) -> str:
         """Text of generated ids (ids outside the text range are dropped)."""

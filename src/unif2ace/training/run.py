@@ -180,40 +180,31 @@ def run_training(
         cpu=cpu,
         find_unused_parameters=cfg.model.token_moe.enabled or cfg.model.seq_moe.enabled,
     )
-    model = (model_factory or _default_model_factory)(cfg)
-    if preview_fn is None and cfg.train.preview_every > 0:
-        preview_fn = default_preview_fn(cfg, builder)
-    out_dir = Path(out_dir)
-    trainer = Trainer(
-        cfg,
-        model,
-        builder,
-        runtime,
-        out_dir,
-        preview_fn=preview_fn,
-        model_writer=_model_writer(),
-        stop_after=stop_after,
-    )
-    resumed = trainer.resume_if_possible()
-    if resumed is None and init_from is not None:
-        report = load_weights_into(model, init_from, strict=False)
-        log.info(
-            "initialised from %s (%d tensors loaded, %d new tensors kept fresh)",
-            report["source"],
-            report["loaded"],
-            report["kept_fresh"],
-        )
-    elif resumed is not None and init_from is not None:
-        log.info("--init-from ignored: resuming the run in %s", out_dir)
-    if runtime.is_main:
-        out_dir.mkdir(parents=True, exist_ok=True)
-        save_config(cfg, out_dir / "config.yaml")
     try:
+        model = (model_factory or _default_model_factory)(cfg)
+        if preview_fn is None and cfg.train.preview_every > 0:
+            preview_fn = default_preview_fn(cfg, builder)
+        trainer = Trainer(cfg, model, builder, runtime, out_dir, preview_fn=preview_fn, stop_after=stop_after)
+        _initialise(trainer, model, init_from)
+        if runtime.is_main:
+            Path(out_dir).mkdir(parents=True, exist_ok=True)
+            save_config(cfg, Path(out_dir) / "config.yaml")
         return trainer.run()
     finally:
         runtime.end()
 
 
-def _model_writer() -> Callable[[Path, dict], None] | None:
-    """The model package's weights + config writer, when it offers one taking a state dict."""
-    return None
+def _initialise(trainer: Trainer, model: nn.Module, init_from: str | Path | None) -> None:
+    """Resume from the run folder's newest checkpoint, else load ``--init-from`` (both checked key by key)."""
+    resumed = trainer.resume_if_possible()
+    if resumed is None and init_from is not None:
+        report = load_weights_into(model, init_from, strict=False)
+        log.info(
+            "initialised from %s (%d tensors loaded, %d dense MLPs upcycled, %d new tensors kept fresh)",
+            report["source"],
+            report["loaded"],
+            report["upcycled"],
+            report["kept_fresh"],
+        )
+    elif resumed is not None and init_from is not None:
+        log.info("--init-from ignored: resuming the run in %s", trainer.out_dir)
