@@ -3,8 +3,8 @@
 * :class:`BPETokenizer` — byte-level BPE trained with HF ``tokenizers`` on our captions (small models);
   ``<|endoftext|>`` is id 0 and serves as bos and eos.
 * :class:`TiktokenGPT2Tokenizer` — the GPT-2 BPE used by phi-1.5 / Show-o, loaded with ``tiktoken`` from a
-  **local** ranks file (``whisper/assets/gpt2.tiktoken`` inside the ``openai-whisper`` sdist); ids 0..50256 equal
-  phi-1.5's; phi's 38 extra whitespace-run ids (50257..50294) are optional (see ``docs/tokenizers.md``).
+  **local** ranks file (``whisper/assets/gpt2.tiktoken`` inside the ``openai-whisper`` sdist); ids 0..50256 are
+  GPT-2's and phi's 38 whitespace-run tokens (50257..50294) are added on top, giving phi's length 50295.
 * :class:`ByteTokenizer` — UTF-8 bytes as ids 0..255, bos = eos = 256 (no training, tiny models, tests).
 * :class:`WordLevelTokenizer` — the reference fixtures' stand-in (``"t<k>"`` -> k), for golden tests.
 
@@ -157,8 +157,8 @@ class BPETokenizer:
 def codegen_whitespace_tokens() -> list[str]:
     """phi-1.5's extra tokens 50257..50294 (CodeGen whitespace runs: 31..2 spaces, then 9..2 tabs).
 
-    Taken from the published CodeGen/phi tokenizer layout; unverified here because the phi tokenizer files
-    cannot be downloaded (see ``docs/tokenizers.md``).
+    The order is the one in phi's ``added_tokens.json`` (31 spaces = 50257, 2 spaces = 50286, 9 tabs = 50287,
+    2 tabs = 50294); see ``docs/tokenizers.md`` for how it was checked.
     """
     return [" " * n for n in range(31, 1, -1)] + ["\t" * n for n in range(9, 1, -1)]
 
@@ -174,12 +174,17 @@ class TiktokenGPT2Tokenizer:
     def __init__(self, ranks: dict[bytes, int], phi_extras: bool = True) -> None:
         import tiktoken
 
-        self.bos_id = self.eos_id = len(ranks)  # 50256 for GPT-2
+        if not ranks:
+            raise ValueError("ranks is empty; load a GPT-2 ranks file with TiktokenGPT2Tokenizer.from_ranks_file")
+        self._ranks = ranks
+        self.bos_id = self.eos_id = max(ranks.values()) + 1  # 50256 for GPT-2
         self._enc = tiktoken.Encoding(
             name="gpt2-local", pat_str=GPT2_PATTERN, mergeable_ranks=ranks, special_tokens={ENDOFTEXT: self.bos_id}
         )
         self._extras = codegen_whitespace_tokens() if phi_extras else []
         self._extra_ids = {tok: self.bos_id + 1 + i for i, tok in enumerate(self._extras)}
+        # Alternation in list order = longest run first; finditer scans left to right: leftmost-longest matching,
+        # like the added-token split of HF tokenizers, which runs before BPE.
         self._extra_re = re.compile("|".join(re.escape(t) for t in self._extras)) if self._extras else None
 
     @classmethod
@@ -188,7 +193,7 @@ class TiktokenGPT2Tokenizer:
 
         Raises:
             FileNotFoundError: the file is missing (names it and where to get it).
-            ValueError: a malformed line (names the file and line).
+            ValueError: a malformed line (names the file and line) or an empty file.
         """
         path = Path(path)
         if not path.is_file():
@@ -205,6 +210,8 @@ class TiktokenGPT2Tokenizer:
                 ranks[base64.b64decode(token)] = int(rank)
             except ValueError:
                 raise ValueError(f"{path}:{lineno}: expected '<base64 token> <rank>'") from None
+        if not ranks:
+            raise ValueError(f"{path}: no ranks in the file; use whisper/assets/gpt2.tiktoken (docs/tokenizers.md)")
         return cls(ranks, phi_extras=phi_extras)
 
     def encode(self, text: str) -> list[int]:
@@ -220,20 +227,14 @@ class TiktokenGPT2Tokenizer:
         return ids + self._enc.encode_ordinary(text[pos:])
 
     def decode(self, ids: list[int]) -> str:
-        """Text of ``ids`` (bos/eos and out-of-range ids skipped)."""
-        out, run = [], []
+        """Text of ``ids`` (bos/eos and out-of-range ids skipped; invalid UTF-8 is replaced)."""
+        out = bytearray()
         for i in ids:
             if 0 <= i < self.bos_id:
-                run.append(i)
-                continue
-            if run:
-                out.append(self._enc.decode(run))
-                run = []
-            if i - self.bos_id - 1 in range(len(self._extras)):
-                out.append(self._extras[i - self.bos_id - 1])
-        if run:
-            out.append(self._enc.decode(run))
-        return "".join(out)
+                out += self._enc.decode_single_token_bytes(i)
+            elif 0 <= i - self.bos_id - 1 < len(self._extras):
+                out += self._extras[i - self.bos_id - 1].encode()
+        return out.decode("utf-8", errors="replace")
 
     def __len__(self) -> int:
         return self.bos_id + 1 + len(self._extras)
@@ -243,10 +244,7 @@ class TiktokenGPT2Tokenizer:
         from unif2ace.utils.io import atomic_write_json, atomic_write_text
 
         directory = Path(directory)
-        lines = [
-            f"{base64.b64encode(t).decode()} {r}"
-            for t, r in sorted(self._enc._mergeable_ranks.items(), key=lambda kv: kv[1])
-        ]
+        lines = [f"{base64.b64encode(t).decode()} {r}" for t, r in sorted(self._ranks.items(), key=lambda kv: kv[1])]
         atomic_write_text(directory / "gpt2.tiktoken", "\n".join(lines) + "\n")
         path = directory / "tokenizer.json"
         atomic_write_json(path, {"unif2ace_tokenizer": "tiktoken-gpt2", "phi_extras": bool(self._extras)})
@@ -254,7 +252,10 @@ class TiktokenGPT2Tokenizer:
 
 
 class WordLevelTokenizer:
-    """The reference fixtures' stand-in tokenizer: ``"t<k>"`` -> k (k < ``eot``), ``<|endoftext|>`` -> ``eot``.
+    """The reference fixtures' stand-in tokenizer: word ``"t<k>"`` -> k (k < ``eot``), ``<|endoftext|>`` -> ``eot``.
+
+    The fixture's HF tokenizer also has unnamed fillers ``eot + 1 .. size - 1`` and maps unknown words to
+    ``<|endoftext|>`` (its unk); here an unknown word raises instead, so a typo in a test cannot pass silently.
 
     Args:
         size: text vocabulary length (fixture: 300).
@@ -262,23 +263,29 @@ class WordLevelTokenizer:
     """
 
     def __init__(self, size: int = 300, eot: int = 256) -> None:
+        if not 0 < eot < size:
+            raise ValueError(f"WordLevelTokenizer needs 0 < eot < size, got eot={eot}, size={size}")
         self.size, self.bos_id, self.eos_id = size, eot, eot
 
     def encode(self, text: str) -> list[int]:
-        """Whitespace-split words ``t<k>`` / ``x<k>`` -> ``k``."""
+        """Whitespace-split words ``t<k>`` -> ``k`` (``<|endoftext|>`` -> eot, as the fixture tokenizer does).
+
+        Raises:
+            ValueError: a word outside the vocabulary.
+        """
         ids = []
         for word in text.split():
             if word == ENDOFTEXT:
                 ids.append(self.eos_id)
-            elif re.fullmatch(r"[tx]\d+", word) and int(word[1:]) < self.size:
+            elif re.fullmatch(r"t\d+", word) and int(word[1:]) < self.eos_id:
                 ids.append(int(word[1:]))
             else:
-                raise ValueError(f"WordLevelTokenizer cannot encode {word!r} (expected t<k>)")
+                raise ValueError(f"WordLevelTokenizer cannot encode {word!r} (expected t<k> with k < {self.eos_id})")
         return ids
 
     def decode(self, ids: list[int]) -> str:
-        """Words of ``ids``."""
-        return " ".join(f"t{i}" for i in ids if 0 <= i < self.size and i != self.eos_id)
+        """Words of ``ids`` (eot, fillers and out-of-range ids skipped)."""
+        return " ".join(f"t{i}" for i in ids if 0 <= i < self.eos_id)
 
     def __len__(self) -> int:
         return self.size
@@ -295,9 +302,12 @@ class WordLevelTokenizer:
 def load_text_tokenizer(spec: str | Path) -> TextTokenizer:
     """``"bytes"`` | ``"tiktoken:<ranks file>"`` | a directory or ``tokenizer.json`` saved by any tokenizer here.
 
+    A HF ``tokenizer.json`` of a byte-level BPE with ``<|endoftext|>`` (e.g. phi-1.5's own file, if you have it
+    locally) loads as a :class:`BPETokenizer`.
+
     Raises:
-        FileNotFoundError: missing file (named).
-        ValueError: unreadable file (named).
+        FileNotFoundError: missing file or empty directory (named).
+        ValueError: unreadable or unknown file (named).
     """
     spec = str(spec)
     if spec in ("", "bytes"):
@@ -307,16 +317,23 @@ def load_text_tokenizer(spec: str | Path) -> TextTokenizer:
     path = Path(spec)
     file = path / "tokenizer.json" if path.is_dir() else path
     if not file.is_file():
-        raise FileNotFoundError(f"text tokenizer file not found: {file}")
+        raise FileNotFoundError(
+            f"text tokenizer file not found: {file} (save a tokenizer there, or use 'bytes' / 'tiktoken:<ranks file>')"
+        )
     try:
         head = json.loads(file.read_text())
-    except json.JSONDecodeError as err:
-        raise ValueError(f"cannot read text tokenizer {file}: {err}") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise ValueError(f"cannot read text tokenizer {file}: not valid JSON ({err})") from None
     kind = head.get("unif2ace_tokenizer") if isinstance(head, dict) else None
-    if kind == "bytes":
-        return ByteTokenizer()
-    if kind == "wordlevel":
-        return WordLevelTokenizer(head["size"], head["eot"])
-    if kind == "tiktoken-gpt2":
-        return TiktokenGPT2Tokenizer.from_ranks_file(file.parent / "gpt2.tiktoken", phi_extras=head["phi_extras"])
+    try:
+        if kind == "bytes":
+            return ByteTokenizer()
+        if kind == "wordlevel":
+            return WordLevelTokenizer(int(head["size"]), int(head["eot"]))
+        if kind == "tiktoken-gpt2":
+            return TiktokenGPT2Tokenizer.from_ranks_file(file.parent / "gpt2.tiktoken", bool(head["phi_extras"]))
+    except (KeyError, TypeError) as err:
+        raise ValueError(f"cannot read text tokenizer {file}: {kind} descriptor lacks {err}") from None
+    if kind is not None:
+        raise ValueError(f"cannot read text tokenizer {file}: unknown kind {kind!r}")
     return BPETokenizer.load(file)
