@@ -80,3 +80,19 @@ def test_metrics_resume_drops_steps_after_the_checkpoint(tmp_path):
     png = plot_loss_curve(path, tmp_path / "curve.png")
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert plot_loss_curve(tmp_path / "empty.jsonl", tmp_path / "x.png") is None
+
+
+def test_optional_trackers_fail_with_an_install_hint(tmp_path):
+    import importlib.util
+
+    if importlib.util.find_spec("tensorboard") is None:
+        with pytest.raises(ValueError, match="pip install tensorboard"):
+            MetricsLogger(tmp_path / "m.jsonl", tensorboard_dir=tmp_path / "tb")
+    else:
+        logger = MetricsLogger(tmp_path / "m.jsonl", tensorboard_dir=tmp_path / "tb")
+        logger.log(1, {"loss/total": 1.0})
+        logger.close()
+        assert any((tmp_path / "tb").iterdir())
+    if importlib.util.find_spec("wandb") is None:
+        with pytest.raises(ValueError, match="pip install wandb"):
+            MetricsLogger(tmp_path / "m.jsonl", wandb_project="unif2ace")
