@@ -23,7 +23,7 @@ from torch import Tensor
 from unif2ace.config.model import GEN, UND
 from unif2ace.config.train import Unif2aceConfig
 from unif2ace.data.dataset import EpochOrder, FaceSample, TokenRecordDataset, sample_seed
-from unif2ace.losses.corruption import mask_tokens
+from unif2ace.losses.corruption import IGNORE_INDEX, mask_tokens
 from unif2ace.losses.schedules import get_mask_schedule
 from unif2ace.model.interfaces import RoutingContext
 from unif2ace.training.layouts import Layout, Layouts
@@ -50,6 +50,8 @@ class TrainBatch:
         mask_prob: ``(Bt,)`` nominal mask ratio per T2I row.
         features: name -> ``(B, T, E)`` encoder features for the sequence-MoE experts.
         num_t2i: number of T2I rows ``Bt``.
+        logit_mask: ``(B, L)`` bool, positions whose logits the loss reads (T2I: image positions; MMU: positions
+            whose next token is supervised); passed to the model as ``logits_positions``.
     """
 
     input_ids: Tensor
@@ -66,6 +68,7 @@ class TrainBatch:
     mask_prob: Tensor
     features: dict[str, Tensor] = field(default_factory=dict)
     num_t2i: int = 0
+    logit_mask: Tensor | None = None
 
     @property
     def device(self) -> torch.device:
@@ -176,13 +179,17 @@ class BatchBuilder:
         stack = lambda name: torch.stack([getattr(r, name) for r in rows])  # noqa: E731
         input_ids = stack("input_ids")  # (B, L)
         image_mask = stack("image_mask")
+        labels = stack("labels")
+        logit_mask = torch.zeros_like(image_mask)
+        logit_mask[:n_t2i] = image_mask[:n_t2i]
+        logit_mask[n_t2i:, :-1] = labels[n_t2i:, 1:] != IGNORE_INDEX  # position p predicts token p + 1
         t2i_mask = image_mask[:n_t2i]
         n_img = self.cfg.data.num_image_tokens
         positions = t2i_mask.nonzero()[:, 1].view(n_t2i, n_img) if n_t2i else torch.zeros(0, n_img, dtype=torch.long)
         x0 = torch.stack([s.codes.long() for s in samples[:n_t2i]]) if n_t2i else torch.zeros(0, n_img).long()
         return TrainBatch(
             input_ids=input_ids,
-            labels=stack("labels"),
+            labels=labels,
             attention_mask=self.layouts.attention_mask(input_ids, image_mask, n_t2i),
             position_ids=torch.arange(input_ids.shape[1]).expand_as(input_ids).contiguous(),
             group_ids=torch.tensor([GEN] * n_t2i + [UND] * (len(rows) - n_t2i), dtype=torch.long),
@@ -195,6 +202,7 @@ class BatchBuilder:
             mask_prob=torch.stack([e["mask_prob"] for e in extras]) if n_t2i else torch.zeros(0),
             features=self._features(samples),
             num_t2i=n_t2i,
+            logit_mask=logit_mask,
         )
 
     def _features(self, samples: list[FaceSample]) -> dict[str, Tensor]:

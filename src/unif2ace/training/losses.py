@@ -19,7 +19,7 @@ import torch
 from torch import Tensor
 
 from unif2ace.config.train import Unif2aceConfig
-from unif2ace.losses import D3DiffLoss, D3DiffOutput, LossBreakdown, LossWeights, combine_losses, next_token_ce
+from unif2ace.losses import D3DiffLoss, D3DiffOutput, LossBreakdown, LossWeights, combine_losses, token_ce_mean
 from unif2ace.losses.corruption import IGNORE_INDEX
 from unif2ace.losses.schedules import MaskingNoise, get_mask_schedule
 from unif2ace.training.batching import TrainBatch
@@ -55,18 +55,36 @@ class LossComputer:
         total = self.runtime.all_sum(local.float())
         return local.float() / total.clamp(min=1) * self.runtime.world_size
 
-    def t2i_terms(self, logits: Tensor, batch: TrainBatch) -> D3DiffOutput | None:
-        """D3Diff of the T2I rows, with globally normalised terms (None without T2I rows)."""
+    def split_logits(self, logits: Tensor, batch: TrainBatch) -> tuple[Tensor, Tensor, Tensor]:
+        """Image logits of the T2I rows and next-token logits / targets of the MMU rows.
+
+        Args:
+            logits: ``(B, L, V)`` full logits, or ``(M, V)`` logits at ``batch.logit_mask`` (row-major: the N image
+                positions of each T2I row, then each MMU position whose next token is supervised).
+            batch: the micro-batch.
+
+        Returns:
+            ``(Bt, N, V)`` image-position logits, ``(K, V)`` MMU logits and their ``(K,)`` next-token targets.
+        """
+        n = batch.num_t2i
+        targets = batch.labels[n:, 1:][batch.logit_mask[n:, :-1]]  # (K,)
+        if logits.dim() == 3:
+            idx = batch.image_positions[..., None].expand(-1, -1, logits.shape[-1])  # (Bt, N, V)
+            return logits[:n].gather(1, idx), logits[n:][batch.logit_mask[n:]], targets
+        n_img = n * batch.image_positions.shape[1]
+        image = logits[:n_img].view(n, batch.image_positions.shape[1], logits.shape[-1])  # (Bt, N, V)
+        return image, logits[n_img:], targets
+
+    def t2i_terms(self, image_logits: Tensor, batch: TrainBatch) -> D3DiffOutput | None:
+        """D3Diff of the T2I rows from their ``(Bt, N, V)`` image logits, globally normalised (None without rows)."""
         n = batch.num_t2i
         if n == 0:
             return None
-        rows = logits[:n]  # (Bt, L, V)
-        idx = batch.image_positions[..., None].expand(-1, -1, rows.shape[-1])  # (Bt, N, V)
         start = self.vocab.image_offset
-        img_logits = rows.gather(1, idx)[..., start : start + self.vocab.codebook_size]  # (Bt, N, C)
+        img_logits = image_logits[..., start : start + self.vocab.codebook_size]  # (Bt, N, C)
         out = self.d3diff(img_logits, batch.image_x0, batch.image_masked, batch.mask_prob)
         mask_ce = out.mask_ce * self._global_scale(batch.image_masked.sum())
-        score = out.score * self._global_scale(torch.tensor(float(n), device=logits.device))
+        score = out.score * self._global_scale(torch.tensor(float(n), device=image_logits.device))
         if self.d3diff.score_only:
             loss = self.d3diff.alpha * score
         elif self.d3diff.alpha == 0:
@@ -75,30 +93,32 @@ class LossComputer:
             loss = mask_ce + self.d3diff.alpha * score
         return D3DiffOutput(loss=loss, mask_ce=mask_ce, score=score, score_per_sample=out.score_per_sample)
 
-    def mmu_term(self, logits: Tensor, batch: TrainBatch) -> Tensor | None:
-        """Shifted CE on the MMU rows' supervised tokens, globally normalised (None without MMU rows)."""
-        n = batch.num_t2i
-        if n == batch.input_ids.shape[0]:
+    def mmu_term(self, logits: Tensor, targets: Tensor, batch: TrainBatch) -> Tensor | None:
+        """Next-token CE of the MMU rows (``(K, V)`` logits, ``(K,)`` targets), globally normalised."""
+        if batch.num_t2i == batch.input_ids.shape[0]:
             return None
-        labels = batch.labels[n:]
-        ce = next_token_ce(logits[n:], labels)
-        return ce * self._global_scale((labels[:, 1:] != IGNORE_INDEX).sum())
+        ce = token_ce_mean(logits, targets)  # = next_token_ce over the MMU rows
+        return ce * self._global_scale((targets != IGNORE_INDEX).sum())
 
     def __call__(self, output: Any, batch: TrainBatch) -> LossBreakdown:
         """Every term of the objective for one micro-batch.
 
         Args:
-            output: the model output (``logits`` ``(B, L, V)``, ``aux_loss`` scalar or None).
+            output: the model output: ``logits`` ``(B, L, V)`` or ``(M, V)`` at ``batch.logit_mask`` (see
+                :meth:`split_logits`), ``aux_loss`` scalar.
             batch: the micro-batch (T2I rows first).
 
         Returns:
             A :class:`~unif2ace.losses.total.LossBreakdown`; ``total`` is what to backpropagate.
         """
-        logits = output.logits
+        image_logits, mmu_logits, targets = self.split_logits(output.logits, batch)
         balance = {}
         aux = getattr(output, "aux_loss", None)
         if isinstance(aux, Tensor) and aux.requires_grad:
             balance["moe"] = aux.float()
         return combine_losses(
-            self.weights, t2i=self.t2i_terms(logits, batch), mmu=self.mmu_term(logits, batch), balance=balance
+            self.weights,
+            t2i=self.t2i_terms(image_logits, batch),
+            mmu=self.mmu_term(mmu_logits, targets, batch),
+            balance=balance,
         )

@@ -235,7 +235,11 @@ class Trainer:
         ctx = batch.routing_context(self.builder.noise_generator(micro_index, self.runtime.rank, batch.device))
         with self.runtime.autocast():
             out = model(
-                input_ids=batch.input_ids, attention_mask=batch.attention_mask, position_ids=batch.position_ids, ctx=ctx
+                input_ids=batch.input_ids,
+                attention_mask=batch.attention_mask,
+                position_ids=batch.position_ids,
+                ctx=ctx,
+                logits_positions=batch.logit_mask,  # only where the loss reads them
             )
         breakdown = self.losses(out, batch)
         total = float(breakdown.total.detach())
