@@ -19,7 +19,7 @@ from unif2ace.training.checkpoint import COMPLETE, checkpoint_dirs, latest_check
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "unit" / "training"))
 from train_helpers import make_dataset, tiny_config  # noqa: E402
 
-STEPS = 8
+STEPS = 12  # the kill comes at step 4: enough steps remain even on a fast machine
 
 
 def _recipe(tmp_path: Path, **overrides) -> Path:
