@@ -38,7 +38,10 @@ def test_two_gloo_processes_match_one_process(tmp_path):
             "data.mmu_per_batch": 4,
             "train.grad_accum_steps": 2,
             "train.checkpoint_every": 100,
-            "stages": [{"name": "main", "steps": 5, "lr": 2e-3, "warmup_steps": 1}],
+            "stages": [
+                {"name": "head", "steps": 2, "lr": 2e-3, "trainable": ["lm_head.*"]},
+                {"name": "all", "steps": 3, "lr": 2e-3, "warmup_steps": 1},
+            ],
         },
     )
     recipe = tmp_path / "recipe.yaml"
