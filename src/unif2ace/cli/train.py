@@ -7,6 +7,7 @@ Argument plumbing only: the work is done by :func:`unif2ace.training.run.run_tra
 from __future__ import annotations
 
 import argparse
+import os
 from pathlib import Path
 
 
@@ -17,7 +18,8 @@ def _train(args: argparse.Namespace) -> int:
     out = Path(args.out) if args.out else Path("runs") / Path(args.config).stem
     result = run_training(cfg, out, init_from=args.init_from, cpu=True if args.cpu else None, stop_after=args.max_steps)
     loss = f"{result.last_loss:.6f}" if result.losses else "n/a"
-    print(f"step {result.global_step}/{cfg.total_steps}  last loss {loss}  checkpoint {result.checkpoint}")
+    if int(os.environ.get("RANK", "0")) == 0:  # one summary line per job, not per process
+        print(f"step {result.global_step}/{cfg.total_steps}  last loss {loss}  checkpoint {result.checkpoint}")
     return 0
 
 
