@@ -9,8 +9,13 @@ All masks are boolean ``(B, 1, Lq, Lk)`` with True = the query row may attend th
 * :func:`mmu_attention_mask` — MMU rows: causal, plus every row sees columns ``0..eoi``. Upstream uses the eoi
   position of the *first* row for the whole batch (quirk kept by default for exactness); ``per_row=True`` uses
   each row's own eoi — what our training path uses (identical when all rows share a layout, as ours do).
-* :func:`decode_mask` — queries of an incremental forward against cached + new keys (KV-cache decoding and the
-  image segment against a cached text prefix).
+* :func:`decode_mask` — queries of an incremental forward against cached + new keys (KV-cache decoding steps;
+  with ``visible_prefix`` also MMU prefill chunks).
+* :func:`segment_mask` — the ``<|soi|> image <|eoi|>`` rows against a cached text prefix (T2I sampling with the
+  prompt computed once): exactly the segment rows of :func:`omni_attention_mask`.
+
+Blocked entries become ``finfo(dtype).min`` in :func:`to_additive`; Show-o uses ``float(iinfo(int64).min)``
+(-9.2e18) in float32. Both underflow to probability 0 after softmax; the fixtures compare ``mask == 0`` only.
 """
 
 from __future__ import annotations
@@ -110,6 +115,35 @@ def decode_mask(key_valid: Tensor, num_new: int, visible_prefix: Tensor | None =
     return mask[:, None]
 
 
+def segment_mask(prefix_valid: Tensor, segment_len: int, rm_pad_in_image: bool = True) -> Tensor:
+    """Rows of an image segment (``<|soi|> image <|eoi|>``) appended after a cached text prefix.
+
+    Omni-attention gives every segment row the whole sequence: all prefix keys (pads excluded when
+    ``rm_pad_in_image``) and every segment key, bidirectionally. Equal to
+    ``omni_attention_mask(cat(prefix, segment))[:, :, P:, :]`` (tested).
+
+    Args:
+        prefix_valid: ``(B, P)`` bool, False at pad positions of the cached prefix.
+        segment_len: S, the segment length (N image tokens + 2).
+        rm_pad_in_image: hide prefix pads (Show-o's T2I setting).
+
+    Returns:
+        ``(B, 1, S, P + S)`` bool mask.
+    """
+    b, p = prefix_valid.shape
+    keys = prefix_valid if rm_pad_in_image else torch.ones_like(prefix_valid)
+    keys = torch.cat([keys, keys.new_ones(b, segment_len)], dim=1)  # (B, P + S)
+    return keys[:, None, None, :].expand(b, 1, segment_len, p + segment_len).clone()
+
+
 def to_additive(mask: Tensor, dtype: torch.dtype = torch.float32) -> Tensor:
-    """Bool mask -> additive mask: 0 where allowed, ``finfo(dtype).min`` where blocked."""
+    """Bool mask -> additive mask: 0 where allowed, ``finfo(dtype).min`` where blocked.
+
+    Args:
+        mask: bool mask of any shape, True = allowed.
+        dtype: floating dtype of the attention scores.
+
+    Returns:
+        tensor of ``mask``'s shape and ``dtype``.
+    """
     return torch.zeros(mask.shape, dtype=dtype, device=mask.device).masked_fill(~mask, torch.finfo(dtype).min)

@@ -15,6 +15,8 @@ UniF²ace conversation layouts (spec §5, phi-1.5 template ``conv_phi_v0``) on t
   right-padded to the MMU row length M + N + 3; only answers and their eos are supervised.
 * ``chat_prompt`` (generation): the same text cut after the last ``ASSISTANT:``, left-padded so a batch decodes
   together (the engine keeps positions unshifted).
+* ``caption`` / ``caption_prompt``: captioning ("Desc", spec §5) as a one-turn conversation whose question is
+  :data:`DESCRIBE_PROMPT` (the paper's wording is unpublished [INF]) and whose answer is the caption.
 
 Every method returns a :class:`PromptBatch` carrying what the model's ``RoutingContext`` needs.
 """
@@ -38,6 +40,8 @@ SYSTEM_PROMPT = (
     "A chat between a curious user and an artificial intelligence assistant. "
     "The assistant gives helpful, detailed, and polite answers to the user's questions."
 )
+#: Captioning question (spec §5 [INF]; same default as ``DataConfig.describe_prompt``).
+DESCRIBE_PROMPT = "Describe this person's face in detail."
 Turn = tuple[str, str]
 
 
@@ -351,6 +355,22 @@ class Prompter:
         return PromptBatch(
             ids, torch.full_like(ids, IGNORE), image, ids != self.v.pad_id, pool, group, "chat_prompt", self.v
         )
+
+    def caption(
+        self, image_ids: Tensor, captions: Sequence[str], prompt: str = DESCRIBE_PROMPT, system: str | None = None
+    ) -> PromptBatch:
+        """Captioning training rows: :meth:`chat` with the single turn ``(prompt, caption)`` per image.
+
+        Only the caption and its eos are supervised; a caption over the budget is cut (see :meth:`chat`).
+        """
+        return self.chat(image_ids, [[(prompt, c)] for c in captions], system)
+
+    def caption_prompt(
+        self, image_ids: Tensor, prompt: str = DESCRIBE_PROMPT, system: str | None = None
+    ) -> PromptBatch:
+        """Captioning inference prompts: :meth:`chat_prompt` asking ``prompt`` about every image."""
+        image_ids = torch.as_tensor(image_ids)
+        return self.chat_prompt(image_ids, [prompt] * image_ids.shape[0], system=system)
 
     # ------------------------------------------------------------------ classifier-free guidance
     @staticmethod

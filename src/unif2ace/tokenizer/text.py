@@ -9,14 +9,18 @@
 * :class:`WordLevelTokenizer` — the reference fixtures' stand-in (``"t<k>"`` -> k), for golden tests.
 
 All follow :class:`TextTokenizer`: ``encode`` never adds bos/eos (the prompt layouts do), ``decode`` drops ids
-outside the text range.
+outside the text range (pad, task tokens, image ids) and, unless ``skip_special=False``, ``<|endoftext|>``.
+:func:`find_gpt2_ranks_file` locates the GPT-2 ranks offline (extracting them from a downloaded sdist if needed).
 """
 
 from __future__ import annotations
 
 import base64
+import importlib.util
 import json
+import os
 import re
+import tarfile
 from pathlib import Path
 from typing import Protocol, runtime_checkable
 
@@ -36,8 +40,8 @@ class TextTokenizer(Protocol):
         """Ids of ``text`` without bos/eos."""
         ...
 
-    def decode(self, ids: list[int]) -> str:
-        """Text of ``ids`` (ids outside the text range are skipped)."""
+    def decode(self, ids: list[int], skip_special: bool = True) -> str:
+        """Text of ``ids``; ids outside the text range are skipped, bos/eos too unless ``skip_special=False``."""
         ...
 
     def __len__(self) -> int:
@@ -58,9 +62,15 @@ class ByteTokenizer:
         """Byte ids of ``text``."""
         return list(text.encode("utf-8"))
 
-    def decode(self, ids: list[int]) -> str:
-        """Bytes back to text (invalid UTF-8 is replaced)."""
-        return bytes(i for i in ids if 0 <= i < 256).decode("utf-8", errors="replace")
+    def decode(self, ids: list[int], skip_special: bool = True) -> str:
+        """Bytes back to text (invalid UTF-8 is replaced; ``skip_special=False`` writes 256 as ``<|endoftext|>``)."""
+        out = bytearray()
+        for i in ids:
+            if 0 <= i < 256:
+                out.append(i)
+            elif i == self.eos_id and not skip_special:
+                out += ENDOFTEXT.encode()
+        return out.decode("utf-8", errors="replace")
 
     def __len__(self) -> int:
         return 257
@@ -137,10 +147,19 @@ class BPETokenizer:
         """BPE ids of ``text`` (special-token strings in the text are encoded as plain text)."""
         return self._tok.encode(text, add_special_tokens=False).ids if text else []
 
-    def decode(self, ids: list[int]) -> str:
-        """Text of ``ids`` (the special token and out-of-range ids are skipped)."""
+    def decode(self, ids: list[int], skip_special: bool = True) -> str:
+        """Text of ``ids`` (out-of-range ids skipped; ``<|endoftext|>`` too unless ``skip_special=False``)."""
         n = len(self)
-        return self._tok.decode([i for i in ids if 0 <= i < n and i != self.eos_id], skip_special_tokens=True)
+        if skip_special:
+            return self._tok.decode([i for i in ids if 0 <= i < n and i != self.eos_id], skip_special_tokens=True)
+        parts, run = [], []
+        for i in (i for i in ids if 0 <= i < n):  # decode runs between specials: byte-level pieces stay joined
+            if i == self.eos_id:
+                parts += [self._tok.decode(run), ENDOFTEXT]
+                run = []
+            else:
+                run.append(i)
+        return "".join([*parts, self._tok.decode(run)])
 
     def __len__(self) -> int:
         return self._tok.get_vocab_size(with_added_tokens=True)
@@ -163,8 +182,83 @@ def codegen_whitespace_tokens() -> list[str]:
     return [" " * n for n in range(31, 1, -1)] + ["\t" * n for n in range(9, 1, -1)]
 
 
+#: Environment variable naming a local ``gpt2.tiktoken`` (checked first by :func:`find_gpt2_ranks_file`).
+RANKS_ENV = "UNIF2ACE_GPT2_RANKS"
+#: sha256 of ``whisper/assets/gpt2.tiktoken`` in openai-whisper 20250625 (50256 lines, ranks 0..50255).
+GPT2_RANKS_SHA256 = "306cd27f03c1a714eca7108e03d66b7dc042abe8c258b44c199a7ed9838dd930"
+_SDIST_MEMBER = "whisper/assets/gpt2.tiktoken"
+
+
+def extract_gpt2_ranks(sdist: str | Path, dest_dir: str | Path) -> Path:
+    """Copy ``whisper/assets/gpt2.tiktoken`` out of an ``openai-whisper`` sdist archive into ``dest_dir``.
+
+    Only that one member is read (no other file of the archive is written).
+
+    Raises:
+        FileNotFoundError: the archive is missing (names it and how to download it).
+        ValueError: the archive is unreadable or holds no ranks file.
+    """
+    from unif2ace.utils.io import atomic_write_text
+
+    sdist = Path(sdist)
+    if not sdist.is_file():
+        raise FileNotFoundError(
+            f"openai-whisper sdist not found: {sdist} "
+            "(pip download --no-deps --no-binary :all: openai-whisper -d <dir>)"
+        )
+    try:
+        with tarfile.open(sdist) as tar:
+            member = next((m for m in tar.getmembers() if m.name.split("/", 1)[-1] == _SDIST_MEMBER), None)
+            handle = tar.extractfile(member) if member is not None and member.isfile() else None
+            data = handle.read() if handle is not None else None
+    except (tarfile.TarError, OSError) as err:
+        raise ValueError(f"cannot read openai-whisper sdist {sdist}: {err}") from None
+    if data is None:
+        raise ValueError(f"{sdist} holds no {_SDIST_MEMBER}; download the openai-whisper source distribution")
+    path = Path(dest_dir) / "gpt2.tiktoken"
+    atomic_write_text(path, data.decode("ascii"))
+    return path
+
+
+def find_gpt2_ranks_file(*search_dirs: str | Path) -> Path | None:
+    """Locate GPT-2's ``gpt2.tiktoken`` offline (see ``docs/tokenizers.md``).
+
+    Looks, in order: ``$UNIF2ACE_GPT2_RANKS``; in each of ``search_dirs`` for ``gpt2.tiktoken``, an extracted
+    openai-whisper sdist (``*/whisper/assets/gpt2.tiktoken``), then a downloaded sdist archive
+    (``openai[_-]whisper-*.tar.gz``, whose ranks file is extracted into that directory); finally an installed
+    ``whisper`` package (located without importing it).
+
+    Returns:
+        the path, or None when no ranks file is found.
+    """
+    env = os.environ.get(RANKS_ENV)
+    if env and Path(env).is_file():
+        return Path(env)
+    for directory in map(Path, search_dirs):
+        found = [directory / "gpt2.tiktoken", *sorted(directory.glob(f"*/{_SDIST_MEMBER}"))]
+        found = [f for f in found if f.is_file()]
+        if found:
+            return found[0]
+        archives = sorted(directory.glob("openai[_-]whisper-*.tar.gz"))
+        if archives:
+            return extract_gpt2_ranks(archives[-1], directory)
+    spec = importlib.util.find_spec("whisper")
+    if spec is not None and spec.origin:
+        path = Path(spec.origin).parent / "assets" / "gpt2.tiktoken"
+        if path.is_file():
+            return path
+    return None
+
+
 class TiktokenGPT2Tokenizer:
     """GPT-2 BPE through ``tiktoken`` with ranks read from a local file.
+
+    ``tiktoken.get_encoding("gpt2")`` downloads its files; offline, get the ranks once from PyPI's
+    ``openai-whisper`` source distribution (verified with 20250625, sha256 :data:`GPT2_RANKS_SHA256`)::
+
+        pip download --no-deps --no-binary :all: openai-whisper -d /tmp/whisper_sdist
+        # Python: path = find_gpt2_ranks_file("/tmp/whisper_sdist")  -> /tmp/whisper_sdist/gpt2.tiktoken
+        #         tok = TiktokenGPT2Tokenizer.from_ranks_file(path)       (or "tiktoken:<path>" in configs)
 
     Args:
         ranks: token bytes -> rank.
@@ -226,12 +320,14 @@ class TiktokenGPT2Tokenizer:
             pos = m.end()
         return ids + self._enc.encode_ordinary(text[pos:])
 
-    def decode(self, ids: list[int]) -> str:
-        """Text of ``ids`` (bos/eos and out-of-range ids skipped; invalid UTF-8 is replaced)."""
+    def decode(self, ids: list[int], skip_special: bool = True) -> str:
+        """Text of ``ids`` (out-of-range ids skipped, bos/eos too unless ``skip_special=False``; bad UTF-8 replaced)."""
         out = bytearray()
         for i in ids:
             if 0 <= i < self.bos_id:
                 out += self._enc.decode_single_token_bytes(i)
+            elif i == self.bos_id and not skip_special:
+                out += ENDOFTEXT.encode()
             elif 0 <= i - self.bos_id - 1 < len(self._extras):
                 out += self._extras[i - self.bos_id - 1].encode()
         return out.decode("utf-8", errors="replace")
@@ -283,9 +379,10 @@ class WordLevelTokenizer:
                 raise ValueError(f"WordLevelTokenizer cannot encode {word!r} (expected t<k> with k < {self.eos_id})")
         return ids
 
-    def decode(self, ids: list[int]) -> str:
-        """Words of ``ids`` (eot, fillers and out-of-range ids skipped)."""
-        return " ".join(f"t{i}" for i in ids if 0 <= i < self.eos_id)
+    def decode(self, ids: list[int], skip_special: bool = True) -> str:
+        """Words of ``ids`` (fillers and out-of-range ids skipped; eot too unless ``skip_special=False``)."""
+        words = [f"t{i}" if i < self.eos_id else ENDOFTEXT for i in ids if 0 <= i < self.eos_id or i == self.eos_id]
+        return " ".join(w for w in words if not (skip_special and w == ENDOFTEXT))
 
     def __len__(self) -> int:
         return self.size

@@ -9,23 +9,14 @@ off before pre-tokenisation, exactly as phi's ``tokenizer.json`` declares them.
 from __future__ import annotations
 
 import base64
-import os
 from pathlib import Path
 
 
 def find_ranks_file() -> Path | None:
-    """``$UNIF2ACE_GPT2_RANKS``, an extracted whisper sdist under ``/tmp/whisper_sdist``, or an installed whisper."""
-    env = os.environ.get("UNIF2ACE_GPT2_RANKS")
-    if env and Path(env).is_file():
-        return Path(env)
-    for path in sorted(Path("/tmp/whisper_sdist").glob("*/whisper/assets/gpt2.tiktoken")):
-        return path
-    try:
-        import whisper
-    except ImportError:
-        return None
-    path = Path(whisper.__file__).parent / "assets" / "gpt2.tiktoken"
-    return path if path.is_file() else None
+    """The library's search, with ``/tmp/whisper_sdist`` (the directory docs/tokenizers.md downloads into)."""
+    from unif2ace.tokenizer.text import find_gpt2_ranks_file
+
+    return find_gpt2_ranks_file("/tmp/whisper_sdist")
 
 
 def _byte_to_unicode() -> dict[int, str]:

@@ -7,7 +7,7 @@ import torch
 
 from unif2ace.config.model import VocabConfig
 from unif2ace.model.masks import decode_mask, mmu_attention_mask
-from unif2ace.tokenizer import SYSTEM_PROMPT, ByteTokenizer, Prompter, WordLevelTokenizer
+from unif2ace.tokenizer import DESCRIBE_PROMPT, SYSTEM_PROMPT, ByteTokenizer, Prompter, WordLevelTokenizer
 
 IGNORE = -100
 B = ByteTokenizer()
@@ -144,6 +144,22 @@ def test_chat_prompt_is_the_training_row_cut_before_the_answer_with_a_system_pro
     assert torch.equal(row.input_ids[0, : len(prompt)], prompt)
     assert B.decode(prompt.tolist()) == f"{SYSTEM_PROMPT} USER: Hair? ASSISTANT: red USER: Smiling? ASSISTANT:"
     assert _supervised(row, 0) == [*b" red", 256, *b" no", 256]  # the system prompt is never supervised
+
+
+def test_caption_rows_and_prompts():
+    p = _prompter(max_text_len=120)
+    img = _img(p, 2)
+    captions = ["Short grey hair, blue eyes.", "A smiling young man."]
+    out = p.caption(img, captions)
+    for i, caption in enumerate(captions):
+        assert _supervised(out, i) == [*f" {caption}".encode(), 256]  # only the caption and its eos
+        text = B.decode(out.input_ids[i].tolist())
+        assert text == f"USER: {DESCRIBE_PROMPT} ASSISTANT: {caption}"
+    assert torch.equal(out.input_ids, p.chat(img, [[(DESCRIBE_PROMPT, c)] for c in captions]).input_ids)
+    prompt = p.caption_prompt(img, prompt="Describe the hair.")
+    assert B.decode(prompt.input_ids[1].tolist()) == "USER: Describe the hair. ASSISTANT:"
+    n = prompt.input_ids.shape[1]
+    assert torch.equal(p.caption(img, captions, prompt="Describe the hair.").input_ids[:, :n], prompt.input_ids)
 
 
 def test_cfg_dropout():

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import hashlib
+import io
 import json
 import random
+import tarfile
 
 import pytest
 from gpt2_reference import find_ranks_file, hf_gpt2_tokenizer
@@ -14,8 +17,11 @@ from unif2ace.tokenizer import (
     TextTokenizer,
     TiktokenGPT2Tokenizer,
     WordLevelTokenizer,
+    extract_gpt2_ranks,
+    find_gpt2_ranks_file,
     load_text_tokenizer,
 )
+from unif2ace.tokenizer import text as text_module
 
 CAPTIONS = [
     "A young woman with long wavy auburn hair and bangs smiles warmly; she wears small gold earrings.",
@@ -58,6 +64,17 @@ def test_plain_text_never_yields_special_ids(bpe):
     assert bpe.decode([bpe.bos_id, *bpe.encode("hair"), bpe.eos_id, 10_000, -1]) == "hair"  # specials skipped
     byte = ByteTokenizer()
     assert byte.eos_id not in byte.encode(text) and byte.decode(byte.encode(text)) == text
+
+
+def test_decode_can_keep_endoftext(bpe):
+    eot = "<|endoftext|>"
+    ids = [bpe.bos_id, *bpe.encode("wavy hair"), bpe.eos_id, *bpe.encode(" é"), 10_000]
+    assert bpe.decode(ids, skip_special=False) == f"{eot}wavy hair{eot} é"
+    assert bpe.decode(ids) == "wavy hair é"
+    byte = ByteTokenizer()
+    assert byte.decode([256, *b"ab", 256, 300], skip_special=False) == f"{eot}ab{eot}"
+    word = WordLevelTokenizer(300, 256)
+    assert word.decode([256, 35, 257, 256], skip_special=False) == f"{eot} t35 {eot}"  # fillers stay skipped
 
 
 def test_byte_and_wordlevel_tokenizers(tmp_path):
@@ -140,7 +157,8 @@ def _whitespace_heavy_texts(n: int) -> list[str]:
 
 
 def test_gpt2_phi_ids_match_hf_tokenizers(gpt2_pair):
-    _, tok, hf = gpt2_pair
+    path, tok, hf = gpt2_pair
+    assert hashlib.sha256(path.read_bytes()).hexdigest() == text_module.GPT2_RANKS_SHA256
     assert (len(tok), tok.bos_id, tok.eos_id) == (50295, 50256, 50256) and hf.get_vocab_size() == 50295
     assert tok.encode("Hello world") == [15496, 995]  # GPT-2's published ids
     assert tok.encode(" " * 31) == [50257] and tok.encode("  ") == [50286]  # phi's added_tokens.json
@@ -165,7 +183,37 @@ def test_gpt2_without_phi_extras_and_save_load(gpt2_pair, tmp_path):
     for text in _whitespace_heavy_texts(200):
         assert plain.decode(plain.encode(text)) == text
     assert tok.decode([50257, 50256, 15496, 99999, 50294]) == " " * 31 + "Hello\t\t"
+    assert tok.decode([50256, 15496, 50256], skip_special=False) == "<|endoftext|>Hello<|endoftext|>"
     again = load_text_tokenizer(tok.save(tmp_path / "gpt2"))
     assert isinstance(again, TiktokenGPT2Tokenizer) and len(again) == 50295
     assert again.encode(CAPTIONS[0] + "    x") == tok.encode(CAPTIONS[0] + "    x")
     assert load_text_tokenizer(f"tiktoken:{path}").encode("Hello world") == [15496, 995]
+
+
+def _fake_sdist(path, member="openai_whisper-1/whisper/assets/gpt2.tiktoken", data=b"IQ== 0\nIg== 1\n"):
+    with tarfile.open(path, "w:gz") as tar:
+        info = tarfile.TarInfo(member)
+        info.size = len(data)
+        tar.addfile(info, io.BytesIO(data))
+    return path
+
+
+def test_find_and_extract_ranks_file(tmp_path, monkeypatch):
+    monkeypatch.delenv(text_module.RANKS_ENV, raising=False)
+    monkeypatch.setattr(text_module.importlib.util, "find_spec", lambda name: None)  # no installed whisper
+    assert find_gpt2_ranks_file(tmp_path) is None
+    _fake_sdist(tmp_path / "openai_whisper-1.tar.gz")
+    found = find_gpt2_ranks_file(tmp_path / "missing", tmp_path)
+    assert found == tmp_path / "gpt2.tiktoken" and found.read_text() == "IQ== 0\nIg== 1\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["gpt2.tiktoken", "openai_whisper-1.tar.gz"]  # one member
+    other = tmp_path / "env.tiktoken"
+    other.write_text("IQ== 0\n")
+    monkeypatch.setenv(text_module.RANKS_ENV, str(other))
+    assert find_gpt2_ranks_file(tmp_path) == other
+    with pytest.raises(FileNotFoundError, match="pip download --no-deps --no-binary :all: openai-whisper"):
+        extract_gpt2_ranks(tmp_path / "nope.tar.gz", tmp_path)
+    with pytest.raises(ValueError, match="holds no whisper/assets/gpt2.tiktoken"):
+        extract_gpt2_ranks(_fake_sdist(tmp_path / "x.tar.gz", member="pkg/README.md"), tmp_path / "out")
+    (tmp_path / "bad.tar.gz").write_bytes(b"not a tar")
+    with pytest.raises(ValueError, match="cannot read openai-whisper sdist"):
+        extract_gpt2_ranks(tmp_path / "bad.tar.gz", tmp_path / "out")
