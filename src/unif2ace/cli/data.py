@@ -1,4 +1,9 @@
-"""``unif2ace data ...``: build and check face corpora. Add a subcommand with one ``_add_*`` function."""
+"""``unif2ace data ...``: build and check face corpora (argument plumbing only; the work is in ``unif2ace.data``).
+
+Adding a subcommand (e.g. ``annotate`` or ``caption``) takes one function: write ``_add_<name>(sub)`` that
+creates its parser with ``sub.add_parser`` and sets ``func`` (a callable taking the parsed args, returning an
+exit code), and list it in ``SUBCOMMANDS``.
+"""
 
 from __future__ import annotations
 
@@ -8,72 +13,159 @@ from pathlib import Path
 
 
 def _synth(args: argparse.Namespace) -> int:
-    from unif2ace.data.records import FaceRecord, write_records
-    from unif2ace.data.splits import assign_splits
-    from unif2ace.data.synth import synthesize_faces
+    from unif2ace.data.synth import synthesize_faces, update_synth_records
 
     start = time.perf_counter()
     entries = synthesize_faces(
-        args.n,
-        args.out,
-        size=args.size,
-        psi=args.psi,
-        seed=args.seed,
-        workers=args.workers,
-        progress=not args.no_progress,
+        args.n, args.out, size=args.size, psi=args.psi, seed=args.seed, workers=args.workers, progress=not args.quiet
     )
     seconds = time.perf_counter() - start
-    records = [
-        FaceRecord(
-            id=e.id,
-            image=e.file,
-            source="synth",
-            identity=e.id,
-            provenance={"seed": e.seed, "psi": e.psi, "generator": e.generator, "weights_sha256": e.weights_sha256},
-        )
-        for e in entries
-    ]
-    records_file = Path(args.out) / "records.jsonl"
-    if not records_file.exists():  # keep annotations of an existing corpus
-        write_records(records_file, assign_splits(records, args.val, args.test, seed=args.seed))
-    print(f"{len(entries)} faces in {args.out} ({seconds:.1f} s this run); records: {records_file}")
+    records = update_synth_records(args.out, entries, val=args.val, test=args.test, seed=args.seed)
+    print(f"{len(entries)} faces in {args.out} ({seconds:.1f} s this run); records: {records}")
     return 0
+
+
+def _add_synth(sub) -> None:
+    p = sub.add_parser("synth", help="synthesise photoreal faces (MobileStyleGAN, OpenVINO); deterministic, resumable")
+    p.add_argument("--n", type=int, required=True, help="number of faces")
+    p.add_argument("--size", type=int, default=256, help="output side in pixels (default 256)")
+    p.add_argument("--psi", type=float, default=0.8, help="truncation psi, >= 0.8 keeps faces diverse (default 0.8)")
+    p.add_argument("--seed", type=int, default=0, help="run seed; per-image seeds derive from it and the index")
+    p.add_argument("--out", required=True, help="output folder (images/, manifest.jsonl, records.jsonl)")
+    p.add_argument("--workers", type=int, default=None, help="processes (default: all cores)")
+    _add_split_args(p)
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=_synth)
 
 
 def _validate(args: argparse.Namespace) -> int:
     from unif2ace.data.validate import validate_records
 
-    problems = validate_records(args.records, check_images=not args.no_images)
+    problems = validate_records(args.records, check_images=not args.no_images, workers=args.workers)
     for p in problems:
         print(p)
     print(f"{args.records}: {'OK' if not problems else f'{len(problems)} problem(s)'}")
     return 1 if problems else 0
 
 
-def _add_synth(sub) -> None:
-    p = sub.add_parser("synth", help="synthesise photoreal faces (MobileStyleGAN via OpenVINO), resumable")
-    p.add_argument("--n", type=int, required=True, help="number of faces")
-    p.add_argument("--size", type=int, default=256, help="output size in pixels (default 256)")
-    p.add_argument("--psi", type=float, default=0.8, help="truncation psi (default 0.8)")
-    p.add_argument("--seed", type=int, default=0, help="run seed (per-image seeds derive from it)")
-    p.add_argument("--out", required=True, help="output folder (images/, manifest.jsonl, records.jsonl)")
-    p.add_argument("--workers", type=int, default=None, help="processes (default: all cores)")
-    p.add_argument("--val", type=float, default=0.1, help="validation fraction of identities")
-    p.add_argument("--test", type=float, default=0.1, help="test fraction of identities")
-    p.add_argument("--no-progress", action="store_true", help="no progress bar")
-    p.set_defaults(func=_synth)
-
-
 def _add_validate(sub) -> None:
-    p = sub.add_parser("validate", help="check a records file: schema, images, duplicates, split leakage")
+    p = sub.add_parser("validate", help="check records: schema, images, duplicate ids/images, split leakage")
     p.add_argument("records", help="records file (.jsonl / .json / .parquet)")
     p.add_argument("--no-images", action="store_true", help="skip opening images")
+    p.add_argument("--workers", type=int, default=4, help="threads decoding images (default 4)")
     p.set_defaults(func=_validate)
+
+
+def _stats(args: argparse.Namespace) -> int:
+    import json
+
+    from unif2ace.data.stats import write_stats
+
+    stats = write_stats(args.records, args.out, plots=not args.no_plots)
+    brief = {k: stats[k] for k in ("records", "identities", "splits")}
+    print(json.dumps(brief), f"-> {Path(args.out) / 'stats.json'}")
+    return 0
+
+
+def _add_stats(sub) -> None:
+    p = sub.add_parser("stats", help="corpus statistics: stats.json + attribute / caption-length / yes-no plots")
+    p.add_argument("records", help="records file (.jsonl / .json / .parquet)")
+    p.add_argument("--out", required=True, help="output folder")
+    p.add_argument("--no-plots", action="store_true", help="only stats.json (no matplotlib needed)")
+    p.set_defaults(func=_stats)
+
+
+def _import(args: argparse.Namespace) -> int:
+    if args.records:
+        from unif2ace.data.import_records import import_records, parse_mapping
+
+        report = import_records(
+            args.records,
+            args.out,
+            mapping=parse_mapping(args.map),
+            images_root=args.images_root,
+            source=args.source,
+            val=args.val,
+            test=args.test,
+            seed=args.seed,
+        )
+    else:
+        from unif2ace.data.importer import ImportOptions, import_images
+
+        options = ImportOptions(
+            layout=args.layout,
+            size=args.size,
+            align=args.align,
+            identity=args.identity,
+            multi_face=args.multi_face,
+            max_mb=args.max_mb,
+            val=args.val,
+            test=args.test,
+            seed=args.seed,
+        )
+        report = import_images(args.src, args.out, options, workers=args.workers)
+    for file, reason in report.skipped:
+        print(f"skipped {file}: {reason}")
+    print(f"{report.summary()}; records: {Path(args.out) / 'records.jsonl'}")
+    return 0
+
+
+def _add_import(sub) -> None:
+    p = sub.add_parser("import", help="import face photos (detect, align, crop) or a caption/VQA dataset")
+    what = p.add_mutually_exclusive_group(required=True)
+    what.add_argument("--src", help="folder of photos to detect, align and crop")
+    what.add_argument("--records", help="caption/VQA dataset file (.json / .jsonl / .parquet, e.g. UniF2aceD-1M)")
+    p.add_argument("--out", required=True, help="output folder (records.jsonl; images/ for --src)")
+    p.add_argument("--layout", default="folder", choices=("folder", "ffhq", "celebahq"), help="--src layout")
+    p.add_argument("--size", type=int, default=256, help="output side in pixels (default 256)")
+    p.add_argument("--identity", choices=("file", "folder", "embedding", "celeba"), help="identity source")
+    p.add_argument("--align", action=argparse.BooleanOptionalAction, default=None, help="FFHQ landmark alignment")
+    p.add_argument("--multi-face", default="skip", choices=("skip", "largest"), help="photos with several faces")
+    p.add_argument("--max-mb", type=float, default=50.0, help="skip files larger than this (default 50)")
+    p.add_argument("--workers", type=int, default=1, help="processes for --src (default 1)")
+    p.add_argument(
+        "--map", action="append", metavar="FIELD=PATH", help="column mapping, e.g. caption=conversations.1.value"
+    )
+    p.add_argument("--images-root", help="folder the --records image paths start from (default: its folder)")
+    p.add_argument("--source", default="unif2aced", help="records' source name for --records (default unif2aced)")
+    _add_split_args(p)
+    p.add_argument("--seed", type=int, default=0, help="split seed")
+    p.set_defaults(func=_import)
+
+
+def _shards(args: argparse.Namespace) -> int:
+    from unif2ace.data.records import read_records, write_shards
+
+    records = read_records(args.records)
+    if args.split:
+        records = [r for r in records if r.split == args.split]
+    paths = write_shards(records, Path(args.records).parent, args.out, shard_size=args.shard_size, prefix=args.prefix)
+    print(f"{len(records)} records in {len(paths)} shard(s) under {args.out}")
+    return 0
+
+
+def _add_shards(sub) -> None:
+    p = sub.add_parser("shards", help="pack records + images into WebDataset-style tar shards")
+    p.add_argument("records", help="records file (.jsonl / .json / .parquet)")
+    p.add_argument("--out", required=True, help="output folder")
+    p.add_argument("--shard-size", type=int, default=1000, help="samples per shard (default 1000)")
+    p.add_argument("--split", choices=("train", "val", "test"), help="only this split")
+    p.add_argument("--prefix", default="faces", help="shard name prefix (default faces)")
+    p.set_defaults(func=_shards)
+
+
+def _add_split_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--val", type=float, default=0.1, help="validation fraction of identities (default 0.1)")
+    p.add_argument("--test", type=float, default=0.1, help="test fraction of identities (default 0.1)")
+
+
+SUBCOMMANDS = (_add_synth, _add_import, _add_validate, _add_stats, _add_shards)
+"""One ``_add_<name>(sub)`` per ``unif2ace data`` subcommand, in help order."""
 
 
 def register(sub: argparse._SubParsersAction) -> None:
     """Add ``data`` and its subcommands."""
     data = sub.add_parser("data", help="build and check face corpora")
     inner = data.add_subparsers(dest="data_command", metavar="SUBCOMMAND", required=True)
-    for add in (_add_synth, _add_validate):
+    for add in SUBCOMMANDS:
         add(inner)

@@ -26,6 +26,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from unif2ace.data.records import FaceRecord, read_records, write_records
+from unif2ace.data.splits import assign_splits
 from unif2ace.utils.io import atomic_path, atomic_write_text
 
 GENERATOR_NAME = "MobileStyleGAN (random-face 2021.7.21.1, OpenVINO IR)"
@@ -131,12 +133,15 @@ def _render(job: tuple[int, int, float, int, str]) -> int:
     return index
 
 
-def load_w_avg(out: Path, threads: int) -> np.ndarray:
-    """``w_avg`` cached as ``out/w_avg.npy`` (computed once, ~2 s)."""
+def load_w_avg(out: Path) -> np.ndarray:
+    """``w_avg`` cached as ``out/w_avg.npy``.
+
+    Computed once (a few seconds) with one thread, so that it does not depend on the machine's core count.
+    """
     cache = out / "w_avg.npy"
     if cache.is_file():
         return np.load(cache)
-    w_avg = FaceGenerator(threads).w_avg()
+    w_avg = FaceGenerator(1).w_avg()
     with atomic_path(cache) as tmp:
         with open(tmp, "wb") as fh:
             np.save(fh, w_avg)
@@ -201,7 +206,7 @@ def synthesize_faces(
     ]
     todo = [(e.index, e.seed, psi, size, str(out / e.file)) for e in entries if not (out / e.file).is_file()]
     if todo:
-        w_avg = load_w_avg(out, max(1, cpus))
+        w_avg = load_w_avg(out)
         threads = max(1, cpus // workers)
         from tqdm.auto import tqdm
 
@@ -212,3 +217,41 @@ def synthesize_faces(
             bar.close()
     atomic_write_text(out / "manifest.jsonl", "".join(json.dumps(asdict(e)) + "\n" for e in entries))
     return entries
+
+
+def update_synth_records(
+    out: str | Path, entries: list[SynthEntry], val: float = 0.1, test: float = 0.1, seed: int = 0
+) -> Path:
+    """Write ``out/records.jsonl`` for synthesised faces, keeping every record already there.
+
+    Existing records (with their splits and any captions / attributes / VQA added since) are kept as they are;
+    faces new to the file get a record each (``source`` ``synth``, every face its own identity) and seeded,
+    identity-disjoint splits among themselves.
+
+    Args:
+        out: the synthesis folder.
+        entries: manifest entries (see :func:`synthesize_faces`).
+        val: validation fraction of new identities.
+        test: test fraction of new identities.
+        seed: split seed.
+
+    Returns:
+        The records file.
+    """
+    path = Path(out) / "records.jsonl"
+    old = read_records(path) if path.is_file() else []
+    known = {r.id for r in old}
+    new = [
+        FaceRecord(
+            id=e.id,
+            image=e.file,
+            source="synth",
+            identity=e.id,
+            provenance={"seed": e.seed, "psi": e.psi, "generator": e.generator, "weights_sha256": e.weights_sha256},
+        )
+        for e in entries
+        if e.id not in known
+    ]
+    if new or not path.is_file():
+        write_records(path, old + assign_splits(new, val, test, seed=seed))
+    return path
