@@ -99,6 +99,7 @@ def _import(args: argparse.Namespace) -> int:
             identity=args.identity,
             multi_face=args.multi_face,
             max_mb=args.max_mb,
+            identity_threshold=args.identity_threshold,
             val=args.val,
             test=args.test,
             seed=args.seed,
@@ -119,6 +120,7 @@ def _add_import(sub) -> None:
     p.add_argument("--layout", default="folder", choices=("folder", "ffhq", "celebahq"), help="--src layout")
     p.add_argument("--size", type=int, default=256, help="output side in pixels (default 256)")
     p.add_argument("--identity", choices=("file", "folder", "embedding", "celeba"), help="identity source")
+    p.add_argument("--identity-threshold", type=float, help="descriptor distance for one person (default 0.5)")
     p.add_argument("--align", action=argparse.BooleanOptionalAction, default=None, help="FFHQ landmark alignment")
     p.add_argument("--multi-face", default="skip", choices=("skip", "largest"), help="photos with several faces")
     p.add_argument("--max-mb", type=float, default=50.0, help="skip files larger than this (default 50)")

@@ -17,6 +17,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+from collections import Counter
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -46,6 +47,7 @@ class ImportOptions:
         multi_face: ``skip`` photos with several faces, or keep the ``largest``.
         max_mb: larger files are skipped before decoding.
         upsample: dlib detector upsampling (1 finds faces down to ~40 px).
+        identity_threshold: descriptor distance for one person with ``identity="embedding"`` (None = default).
         val: fraction of identities for validation.
         test: fraction of identities for test.
         seed: split seed.
@@ -58,6 +60,7 @@ class ImportOptions:
     multi_face: str = "skip"
     max_mb: float = 50.0
     upsample: int = 1
+    identity_threshold: float | None = None
     val: float = 0.1
     test: float = 0.1
     seed: int = 0
@@ -133,9 +136,15 @@ def import_images(src: str | Path, out: str | Path, options: ImportOptions, work
     assign_splits(report.records, options.val, options.test, seed=options.seed)
     keep_annotations(out / "records.jsonl", report.records)
     write_records(out / "records.jsonl", report.records)
+    sizes = Counter(r.identity for r in report.records)
     atomic_write_json(
         out / "import_report.json",
-        {"imported": len(report.records), "skipped": [{"file": f, "reason": why} for f, why in report.skipped]},
+        {
+            "imported": len(report.records),
+            "identities": len(sizes),
+            "largest_identity": max(sizes.values(), default=0),
+            "skipped": [{"file": f, "reason": why} for f, why in report.skipped],
+        },
     )
     return report
 
@@ -278,7 +287,9 @@ def _identities(ok: list[dict[str, Any]], src: Path, options: ImportOptions) -> 
     ordered = sorted(ok, key=lambda r: r["id"])
     if not ordered:
         return {}
-    clusters = cluster_embeddings(np.array([r["embedding"] for r in ordered], dtype=np.float32))
+    clusters = cluster_embeddings(
+        np.array([r["embedding"] for r in ordered], dtype=np.float32), threshold=options.identity_threshold
+    )
     first = {}
     for r, c in zip(ordered, clusters, strict=True):
         first.setdefault(c, r["id"])
@@ -286,7 +297,11 @@ def _identities(ok: list[dict[str, Any]], src: Path, options: ImportOptions) -> 
 
 
 def cluster_embeddings(embeddings: np.ndarray, threshold: float | None = None) -> list[int]:
-    """Greedy identity clustering: each face joins the nearest cluster mean closer than ``threshold``, else opens one.
+    """Leader clustering: each face joins the cluster whose *first* face is nearest and closer than ``threshold``.
+
+    Comparing with a fixed exemplar (not a running mean, not any member) avoids centroid drift and chaining,
+    which otherwise merge ever more distinct people as the corpus grows. A threshold rule on face descriptors
+    is still approximate: use folder or dataset identity labels for large corpora where they exist.
 
     Args:
         embeddings: ``(N, 128)`` dlib descriptors, in a fixed order (the result depends on it).
@@ -298,21 +313,17 @@ def cluster_embeddings(embeddings: np.ndarray, threshold: float | None = None) -
     from unif2ace.data.faces import SAME_IDENTITY_DISTANCE
 
     threshold = SAME_IDENTITY_DISTANCE if threshold is None else threshold
-    sums = np.zeros((0, embeddings.shape[1]), dtype=np.float64)  # (C, 128) running sums
-    counts = np.zeros(0)
+    leaders = np.zeros((0, embeddings.shape[1]), dtype=np.float64)  # (C, 128) first face of each cluster
     labels = []
     for emb in embeddings:
-        if len(counts):
-            dist = np.linalg.norm(sums / counts[:, None] - emb, axis=1)  # (C,)
+        if len(leaders):
+            dist = np.linalg.norm(leaders - emb, axis=1)  # (C,)
             best = int(np.argmin(dist))
             if dist[best] < threshold:
-                sums[best] += emb
-                counts[best] += 1
                 labels.append(best)
                 continue
-        sums = np.vstack([sums, emb[None]])
-        counts = np.append(counts, 1.0)
-        labels.append(len(counts) - 1)
+        leaders = np.vstack([leaders, emb[None]])
+        labels.append(len(leaders) - 1)
     return labels
 
 

@@ -40,6 +40,11 @@ def _png_bomb(path: Path, side: int = 30000) -> None:
     path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", idat) + chunk(b"IEND", b""))
 
 
+def report_identities(out: Path) -> tuple[int, int]:
+    report = json.loads((out / "import_report.json").read_text())
+    return report["identities"], report["largest_identity"]
+
+
 def _photo_folder(root: Path) -> Path:
     src = root / "src"
     (src / "anna").mkdir(parents=True)
@@ -73,6 +78,7 @@ def test_folder_import_finishes_reports_bad_files_and_groups_identities(tmp_path
     assert main(args) == 0
     printed = capsys.readouterr().out
     assert "3 imported, 5 skipped" in printed
+    assert report_identities(out) == (2, 2)
     skipped = {
         Path(s["file"]).name: s["reason"] for s in json.loads((out / "import_report.json").read_text())["skipped"]
     }
@@ -138,6 +144,9 @@ def test_cluster_embeddings_threshold():
     base[:, 0] = [0.0, 0.3, 1.0, 1.2, 0.1]
     assert cluster_embeddings(base) == [0, 0, 1, 1, 0]
     assert cluster_embeddings(base, threshold=0.05) == [0, 1, 2, 3, 4]
+    chain = np.zeros((4, 128), np.float32)
+    chain[:, 0] = [0.0, 0.4, 0.8, 1.2]  # neighbours are close, the ends are not: no chaining into one person
+    assert cluster_embeddings(chain) == [0, 0, 1, 1]
 
 
 def test_llava_json_and_parquet_records_import(tmp_path):
