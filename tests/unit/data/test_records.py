@@ -124,3 +124,16 @@ def test_shards_refuse_missing_images_and_key_clashes(tmp_path):
     recs[0].id = "r_0"
     with pytest.raises(ValueError, match="collide"):
         write_shards(recs, tmp_path, tmp_path / "s")
+
+
+def test_cli_shards_one_split(tmp_path, capsys):
+    from unif2ace.cli.main import main
+
+    recs = make_records(6)
+    (tmp_path / "images").mkdir()
+    for i in range(6):
+        Image.new("RGB", (16, 16), (i * 40, 0, 0)).save(tmp_path / "images" / f"{i}.png")
+    write_records(tmp_path / "r.jsonl", recs)
+    assert main(["data", "shards", str(tmp_path / "r.jsonl"), "--out", str(tmp_path / "s"), "--split", "val"]) == 0
+    assert "2 records in 1 shard(s)" in capsys.readouterr().out
+    assert [r.id for r, _ in read_shards(sorted((tmp_path / "s").glob("*.tar")))] == ["r1", "r4"]

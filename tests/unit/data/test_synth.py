@@ -83,3 +83,17 @@ def test_bad_arguments_fail_with_the_flag_name(tmp_path):
     for kwargs, flag in (({"n": 0}, "--n"), ({"n": 1, "size": 8}, "--size"), ({"n": 1, "psi": 0.0}, "--psi")):
         with pytest.raises(ValueError, match=flag):
             synthesize_faces(out=tmp_path, progress=False, **kwargs)
+
+
+def test_cli_synth_writes_valid_records(tmp_path, capsys):
+    from unif2ace.cli.main import main
+    from unif2ace.data.validate import validate_records
+
+    (tmp_path / "o").mkdir()
+    shutil.copy(MINI / "w_avg.npy", tmp_path / "o" / "w_avg.npy")
+    args = ["data", "synth", "--n", "2", "--size", "32", "--seed", "3", "--out", str(tmp_path / "o"), "--quiet"]
+    assert main([*args, "--workers", "1", "--val", "0.5", "--test", "0"]) == 0
+    assert "2 faces in" in capsys.readouterr().out
+    records = read_records(tmp_path / "o" / "records.jsonl")
+    assert sorted(r.split for r in records) == ["train", "val"]
+    assert validate_records(tmp_path / "o" / "records.jsonl") == []
