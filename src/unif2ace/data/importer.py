@@ -114,7 +114,7 @@ def import_images(src: str | Path, out: str | Path, options: ImportOptions, work
         ValueError: ``out`` holds an import with other settings.
     """
     src, out = Path(src), Path(out)
-    files = _source_files(src, options.layout)
+    files = [f for f in _source_files(src, options.layout) if out.resolve() not in f.resolve().parents]
     if options.identity == "celeba":
         celeba_identities(src)  # fail now, not after hours of work, if the label files are missing
     settings = {"src": str(src.resolve()), **asdict(options)}

@@ -125,16 +125,16 @@ def test_import_resumes_from_its_log_and_refuses_other_settings(tmp_path):
     src.mkdir()
     for i in (3, 5):
         _face(i).save(src / f"{i}.png")
-    first = import_images(src, tmp_path / "out", ImportOptions(size=48, identity="file"))
-    image = tmp_path / "out" / first.records[0].image
+    first = import_images(src, src / "out", ImportOptions(size=48, identity="file"))  # out inside src
+    image = src / "out" / first.records[0].image
     mtime = image.stat().st_mtime_ns
     _face(7).save(src / "7.png")  # a file added after the first run is imported; the others are reused
-    second = import_images(src, tmp_path / "out", ImportOptions(size=48, identity="file"))
+    second = import_images(src, src / "out", ImportOptions(size=48, identity="file"))  # outputs not re-imported
     assert [r.id for r in second.records] == ["folder-3", "folder-5", "folder-7"]
     assert image.stat().st_mtime_ns == mtime
-    assert len((tmp_path / "out" / "import_log.jsonl").read_text().splitlines()) == 3
+    assert len((src / "out" / "import_log.jsonl").read_text().splitlines()) == 3
     with pytest.raises(ValueError, match="other settings"):
-        import_images(src, tmp_path / "out", ImportOptions(size=64, identity="file"))
+        import_images(src, src / "out", ImportOptions(size=64, identity="file"))
 
 
 def test_cluster_embeddings_threshold():
