@@ -156,12 +156,32 @@ def _add_shards(sub) -> None:
     p.set_defaults(func=_shards)
 
 
+def _annotate(args: argparse.Namespace) -> int:
+    from unif2ace.data.annotation import annotate_records, build_annotators
+
+    annotators = build_annotators(args.backends.split(",") if args.backends else None)
+    counts = annotate_records(args.records, annotators, redo=args.redo, progress=not args.quiet)
+    print(f"{args.records}: {counts} with {', '.join(f'{a.name}@{a.version}' for a in annotators)}")
+    return 0
+
+
+def _add_annotate(sub) -> None:
+    p = sub.add_parser(
+        "annotate", help="fill attributes with local annotators (age/gender, expression, geometry, colour)"
+    )
+    p.add_argument("records", help="records file, rewritten atomically (resumable)")
+    p.add_argument("--backends", help="comma-separated annotators in priority order (default: all available)")
+    p.add_argument("--redo", action="store_true", help="annotate records that are already done")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=_annotate)
+
+
 def _add_split_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--val", type=float, default=0.1, help="validation fraction of identities (default 0.1)")
     p.add_argument("--test", type=float, default=0.1, help="test fraction of identities (default 0.1)")
 
 
-SUBCOMMANDS = (_add_synth, _add_import, _add_validate, _add_stats, _add_shards)
+SUBCOMMANDS = (_add_synth, _add_import, _add_validate, _add_stats, _add_shards, _add_annotate)
 """One ``_add_<name>(sub)`` per ``unif2ace data`` subcommand, in help order."""
 
 
