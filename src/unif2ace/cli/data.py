@@ -176,12 +176,32 @@ def _add_annotate(sub) -> None:
     p.set_defaults(func=_annotate)
 
 
+def _caption(args: argparse.Namespace) -> int:
+    from unif2ace.data.captions import caption_records
+    from unif2ace.data.refine import build_refiner
+
+    refiner = build_refiner(args.refine)
+    counts = caption_records(args.records, seed=args.seed, refiner=refiner, redo=args.redo, progress=not args.quiet)
+    print(f"{args.records}: {counts}")
+    return 0
+
+
+def _add_caption(sub) -> None:
+    p = sub.add_parser("caption", help="write captions + VQA from the attributes (run annotate first)")
+    p.add_argument("records", help="records file, rewritten atomically (resumable)")
+    p.add_argument("--refine", default="none", choices=("none", "openai", "smollm"), help="optional paraphraser")
+    p.add_argument("--seed", type=int, default=0, help="phrasing seed (default 0)")
+    p.add_argument("--redo", action="store_true", help="caption records that are already done")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=_caption)
+
+
 def _add_split_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--val", type=float, default=0.1, help="validation fraction of identities (default 0.1)")
     p.add_argument("--test", type=float, default=0.1, help="test fraction of identities (default 0.1)")
 
 
-SUBCOMMANDS = (_add_synth, _add_import, _add_validate, _add_stats, _add_shards, _add_annotate)
+SUBCOMMANDS = (_add_synth, _add_import, _add_validate, _add_stats, _add_shards, _add_annotate, _add_caption)
 """One ``_add_<name>(sub)`` per ``unif2ace data`` subcommand, in help order."""
 
 

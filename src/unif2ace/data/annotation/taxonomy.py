@@ -72,6 +72,7 @@ def _e(name, category, kind, phrases, cues, question, noun, group="appearance"):
     return Attribute(name, group, category, kind, tuple(phrases), phrases, cues, question, noun)
 
 
+_BG = r"(?:[a-z-]+ )?background"
 _HAIR = r"(?:[a-z-]+,? ){0,2}hair(?:ed)?\b"
 _TAXONOMY: tuple[Attribute, ...] = (
     # ---------------- appearance / hair
@@ -164,7 +165,7 @@ _TAXONOMY: tuple[Attribute, ...] = (
         "beard",
         "beard",
         ("a beard",),
-        ("a clean-shaven chin",),
+        ("no beard",),
         (r"\bbeard(?:ed)?\b", r"\bgoatee\b"),
         (r"\bclean-shaven\b", r"\bno beard\b", r"\bbeardless\b"),
         "Does the person have a beard?",
@@ -472,7 +473,10 @@ _TAXONOMY: tuple[Attribute, ...] = (
         "others",
         "enum",
         {"level": ("the head held level",), "tilted": ("the head tilted to one side",)},
-        {"level": (r"\bhead held level", r"\blevel head"), "tilted": (r"\btilted to one side", r"\bhead tilted")},
+        {
+            "level": (r"\bhead (?:is )?held level", r"\blevel head"),
+            "tilted": (r"\btilted to one side", r"\bhead (?:is )?tilted"),
+        },
         "Is the person's head tilted?",
         "head tilt",
     ),
@@ -482,9 +486,9 @@ _TAXONOMY: tuple[Attribute, ...] = (
         "ordinal",
         {"dark": ("a dark background",), "medium": ("a mid-toned background",), "bright": ("a bright background",)},
         {
-            "dark": (r"\bdark(?:ly lit)? background",),
-            "medium": (r"\bmid-toned background",),
-            "bright": (r"\bbright background", r"\blight background"),
+            "dark": (rf"\bdark(?:ly lit)?,? {_BG}",),
+            "medium": (rf"\bmid-toned,? {_BG}",),
+            "bright": (rf"\bbright,? {_BG}", rf"\blight,? {_BG}"),
         },
         "How bright is the background?",
         "background brightness",
@@ -584,7 +588,7 @@ _TAXONOMY: tuple[Attribute, ...] = (
             "contempt": ("contemptuous",),
         },
         {
-            "neutral": (r"\bneutral\b", r"\bcalm\b"),
+            "neutral": (r"\bneutral\b(?! background)", r"\bcalm\b"),
             "happy": (r"\bhappy\b", r"\bcheerful\b", r"\bjoyful\b"),
             "surprise": (r"\bsurprised?\b", r"\bastonished\b"),
             "sad": (r"\bsad(?:ness)?\b", r"\bunhappy\b"),
