@@ -24,3 +24,11 @@ def fixtures_dir() -> Path:
 def _deterministic_torch():
     torch.manual_seed(0)
     yield
+
+
+@pytest.fixture(scope="session")
+def tiny_bundle(tmp_path_factory) -> Path:
+    """A random tiny model bundle (``unif2ace.pipeline.create_random_bundle``, seed 0, 64 px, 64 tokens)."""
+    from unif2ace.pipeline import create_random_bundle
+
+    return create_random_bundle(tmp_path_factory.mktemp("bundle") / "random-tiny", seed=0)

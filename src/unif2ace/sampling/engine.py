@@ -204,6 +204,7 @@ class Engine:
         generator: torch.Generator | None = None,
         features: dict[str, Tensor] | None = None,
         stop_ids: tuple[int, ...] | None = None,
+        on_token: Callable[[Tensor], Any] | None = None,
     ) -> TextDecodeOutput:
         """Decode answers for left-padded MMU prompts ``<|mmu|> <|soi|> image <|eoi|> <bos> ... ASSISTANT:``.
 
@@ -216,6 +217,7 @@ class Engine:
             generator: RNG for sampling.
             features: sequence-MoE features of the images (``"clip"``, ``"face"``).
             stop_ids: ids ending a row (default: eos).
+            on_token: optional ``fn((B,) ids)`` called after every decoding step (streaming).
 
         Returns:
             :class:`TextDecodeOutput` (ids ``(B, max_new_tokens)``, lengths).
@@ -287,4 +289,5 @@ class Engine:
             stop_ids=stops,
             pad_id=v.pad_id,
             generator=generator,
+            on_token=on_token,
         )

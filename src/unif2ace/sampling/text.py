@@ -10,7 +10,7 @@ the filter keeps the ``top_k`` largest logits and then the smallest set of token
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -103,6 +103,7 @@ def decode_text(
     stop_ids: Iterable[int] = (),
     pad_id: int = 0,
     generator: torch.Generator | int | None = None,
+    on_token: Callable[[Tensor], None] | None = None,
 ) -> TextDecodeOutput:
     """Decode up to ``max_new_tokens`` tokens for every row of ``prompt_ids``.
 
@@ -116,6 +117,8 @@ def decode_text(
         stop_ids: ids that finish a row (e.g. ``<|endoftext|>``).
         pad_id: id emitted (and fed) by finished rows.
         generator: ``torch.Generator``, int seed or None (global RNG).
+        on_token: optional ``fn(tokens)`` called with the ``(B,)`` ids of every step as soon as they are chosen
+            (``pad_id`` for finished rows); used to stream text.
 
     Returns:
         A :class:`TextDecodeOutput`.
@@ -137,6 +140,8 @@ def decode_text(
         token = select_next_token(logits, temperature, top_k, top_p, gen)
         token = torch.where(finished, pad_id, token)  # (B,)
         out.append(token)
+        if on_token is not None:
+            on_token(token)
         is_stop = torch.isin(token, stop) & ~finished
         lengths += (~finished & ~is_stop).long()
         finished |= is_stop
