@@ -103,9 +103,8 @@ def _shape(v: dict[str, Any], p: _Person, rng: random.Random) -> Sentence | None
         said["eyebrow_shape"] = v["eyebrow_shape"]
     if not parts:
         return None
-    verb = "has" if p.subj != "the person" else "has"
     join = rng.choice([" with ", " and "]) if len(parts) == 2 else ""
-    return f"{p.cap(p.subj)} {verb} {join.join(parts)}.", said
+    return f"{p.cap(p.subj)} has {join.join(parts)}.", said
 
 
 def _hair(v: dict[str, Any], p: _Person, rng: random.Random) -> Sentence | None:
@@ -272,6 +271,32 @@ def caption_record(attributes: dict[str, dict[str, Any]], seed: int | str = 0) -
 def stated(text: str, names: list[str]) -> dict[str, set[Any]]:
     """The values ``text`` states for ``names`` (the phrase matcher)."""
     return mentions(text, names)
+
+
+def text_problems(text: str, attributes: dict[str, dict[str, Any]], exclude: frozenset[str] = UNRELIABLE) -> list[str]:
+    """Everything ``text`` states that its record does not back (the caption / VQA checker).
+
+    Stricter than :func:`~unif2ace.data.annotation.taxonomy.contradictions`: a text may state only attributes
+    that captions may use (:func:`usable_attributes`: known, reliable, confident), each with the record's value.
+
+    Args:
+        text: a caption or an answer.
+        attributes: the record's attributes (``name -> {"value", "confidence", ...}``).
+        exclude: attributes never to be stated (default: the gold-measured unreliable ones).
+
+    Returns:
+        one line per problem, e.g. ``"hair_color: text says 'black', record says 'brown'"`` or
+        ``"hat: text says True, record has no usable value"``; empty when the text is consistent.
+    """
+    usable = usable_attributes(attributes, exclude)
+    out = []
+    for name, values in sorted(mentions(text).items()):
+        for value in sorted(values, key=str):
+            if name not in usable:
+                out.append(f"{name}: text says {value!r}, record has no usable value")
+            elif value != usable[name]:
+                out.append(f"{name}: text says {value!r}, record says {usable[name]!r}")
+    return out
 
 
 WRITER = "templates@1"
