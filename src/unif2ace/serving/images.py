@@ -58,7 +58,16 @@ def _open_checked(data: bytes, max_side: int, max_pixels: int, param: str) -> Im
     if not data:
         raise bad_request(f"{param} is empty; send the bytes of a PNG or JPEG image", param)
     try:
-        img = Image.open(io.BytesIO(data))
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # the limits below decide
+            img = Image.open(io.BytesIO(data))
+    except Image.DecompressionBombError:
+        raise bad_request(
+            f"{param} is too large (over {2 * Image.MAX_IMAGE_PIXELS / 1e6:.0f} MP); the limit is {max_side} px "
+            "per side, downscale it first",
+            param,
+            code="image_too_large",
+        ) from None
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError):
         raise bad_request(f"{param} is not an image Pillow can read; send a PNG or JPEG file", param) from None
     width, height = img.size  # from the header; nothing is decoded yet

@@ -100,8 +100,10 @@ class InferenceWorker:
             job = self._jobs.get()
             if job is None:
                 return
-            if job.cancel.is_set() or not job.future.set_running_or_notify_cancel():
-                continue  # timed out or abandoned while waiting
+            if job.cancel.is_set():
+                job.future.cancel()  # timed out or abandoned while waiting
+            if not job.future.set_running_or_notify_cancel():
+                continue
             self._running.set()
             try:
                 job.future.set_result(job.fn())
