@@ -196,12 +196,39 @@ def _add_caption(sub) -> None:
     p.set_defaults(func=_caption)
 
 
+def _gold(args: argparse.Namespace) -> int:
+    from unif2ace.data.annotation.gold import markdown_table, write_report
+    from unif2ace.data.records import read_records
+
+    report = write_report(read_records(args.records), args.gold, args.out)
+    print(markdown_table(report["attributes"]))
+    print(f"unreliable (left out of captions and VQA): {', '.join(report['unreliable'])} -> {args.out}")
+    return 0
+
+
+def _add_gold(sub) -> None:
+    p = sub.add_parser("gold", help="score the annotations against eye-labelled gold attributes (report.json)")
+    p.add_argument("records", help="annotated records file")
+    p.add_argument("--gold", default="data/gold/labels.jsonl", help="gold labels (default data/gold/labels.jsonl)")
+    p.add_argument("--out", default="data/gold/report.json", help="report file (default data/gold/report.json)")
+    p.set_defaults(func=_gold)
+
+
 def _add_split_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--val", type=float, default=0.1, help="validation fraction of identities (default 0.1)")
     p.add_argument("--test", type=float, default=0.1, help="test fraction of identities (default 0.1)")
 
 
-SUBCOMMANDS = (_add_synth, _add_import, _add_validate, _add_stats, _add_shards, _add_annotate, _add_caption)
+SUBCOMMANDS = (
+    _add_synth,
+    _add_import,
+    _add_validate,
+    _add_stats,
+    _add_shards,
+    _add_annotate,
+    _add_caption,
+    _add_gold,
+)
 """One ``_add_<name>(sub)`` per ``unif2ace data`` subcommand, in help order."""
 
 

@@ -16,7 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from unif2ace.data.annotation.reliability import UNRELIABLE
+from unif2ace.data.annotation.reliability import UNRELIABLE, UNRELIABLE_VALUES
 from unif2ace.data.annotation.taxonomy import TAXONOMY, contradictions, mentions
 
 MIN_CONFIDENCE = 0.55
@@ -37,12 +37,24 @@ class Caption:
 
 
 def usable_attributes(
-    attributes: dict[str, dict[str, Any]], exclude: frozenset[str] = UNRELIABLE, min_confidence: float = MIN_CONFIDENCE
+    attributes: dict[str, dict[str, Any]],
+    exclude: frozenset[str] = UNRELIABLE,
+    min_confidence: float = MIN_CONFIDENCE,
+    exclude_values: frozenset[tuple[str, Any]] = UNRELIABLE_VALUES,
 ) -> dict[str, Any]:
-    """``name -> value`` of the record's attributes that captions and VQA may state."""
+    """``name -> value`` of the record's attributes that captions and VQA may state.
+
+    Args:
+        attributes: the record's attributes (``name -> {"value", "confidence", ...}``).
+        exclude: attributes never stated (default: the gold-measured unreliable ones).
+        min_confidence: attributes predicted with less confidence are left out.
+        exclude_values: ``(name, value)`` pairs never stated (default: imprecise values of reliable attributes).
+    """
     out = {}
     for name, attr in attributes.items():
-        if name in TAXONOMY and name not in exclude and attr.get("confidence", 1.0) >= min_confidence:
+        if name not in TAXONOMY or name in exclude or (name, attr["value"]) in exclude_values:
+            continue
+        if attr.get("confidence", 1.0) >= min_confidence:
             out[name] = attr["value"]
     return out
 
@@ -273,7 +285,7 @@ def stated(text: str, names: list[str]) -> dict[str, set[Any]]:
     return mentions(text, names)
 
 
-def text_problems(text: str, attributes: dict[str, dict[str, Any]], exclude: frozenset[str] = UNRELIABLE) -> list[str]:
+def text_problems(text: str, attributes: dict[str, dict[str, Any]]) -> list[str]:
     """Everything ``text`` states that its record does not back (the caption / VQA checker).
 
     Stricter than :func:`~unif2ace.data.annotation.taxonomy.contradictions`: a text may state only attributes
@@ -282,13 +294,12 @@ def text_problems(text: str, attributes: dict[str, dict[str, Any]], exclude: fro
     Args:
         text: a caption or an answer.
         attributes: the record's attributes (``name -> {"value", "confidence", ...}``).
-        exclude: attributes never to be stated (default: the gold-measured unreliable ones).
 
     Returns:
         one line per problem, e.g. ``"hair_color: text says 'black', record says 'brown'"`` or
         ``"hat: text says True, record has no usable value"``; empty when the text is consistent.
     """
-    usable = usable_attributes(attributes, exclude)
+    usable = usable_attributes(attributes)
     out = []
     for name, values in sorted(mentions(text).items()):
         for value in sorted(values, key=str):
