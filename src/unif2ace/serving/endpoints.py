@@ -250,6 +250,8 @@ async def image_edits(request: Request) -> Any:
             "quality",
             "background",
             "input_fidelity",
+            "safety_identifier",
+            "moderation",
             "output_compression",
         }
         unknown = sorted(set(form.keys()) - known)

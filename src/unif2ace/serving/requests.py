@@ -23,7 +23,7 @@ __all__ = ["ChatRequest", "GenerationRequest", "parse_chat", "parse_edit_form", 
 MAX_SEED = 2**63
 _GEN_FIELDS = {"prompt", "model", "n", "size", "response_format", "output_format", "stream", "partial_images"}
 _GEN_EXTENSIONS = {"seed", "steps", "guidance_scale", "negative_prompt", "schedule", "temperature"}
-_GEN_IGNORED = {"quality", "style", "user", "background", "moderation", "output_compression"}
+_GEN_IGNORED = {"quality", "style", "user", "background", "moderation", "output_compression", "safety_identifier"}
 _CHAT_FIELDS = {"model", "messages", "stream", "stream_options", "max_tokens", "max_completion_tokens", "n", "seed"}
 _CHAT_IGNORED = {
     "temperature",
@@ -39,6 +39,9 @@ _CHAT_IGNORED = {
     "parallel_tool_calls",
     "service_tier",
     "reasoning_effort",
+    "safety_identifier",
+    "prompt_cache_key",
+    "verbosity",
     "modalities",
 }
 _DESCRIBE = re.compile(r"\b(describe|description|caption)\b", re.I)
