@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
 pytest.importorskip("fastapi", reason="the server needs the serve extra: pip install 'unif2ace[serve]'")
@@ -28,6 +29,15 @@ AUTH = {"Authorization": f"Bearer {KEY}"}
 REPO = Path(__file__).resolve().parents[2]
 
 
+@pytest.fixture(scope="module", autouse=True)
+def _one_thread():
+    """One torch thread: the tiny model is ~10x faster so on a shared 2-core machine (server + test process)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 @pytest.fixture(scope="module")
 def pipe(tiny_bundle):
     return Unif2acePipeline.from_pretrained(tiny_bundle, device="cpu")
@@ -39,7 +49,7 @@ def server(tiny_bundle):
     port = free_port()
     env = {**os.environ, "UNIF2ACE_API_KEY": KEY}
     cmd = [sys.executable, "-m", "unif2ace", "serve", "--model", str(tiny_bundle), "--port", str(port)]
-    cmd += ["--max-body-mb", "1", "--log-level", "warning"]
+    cmd += ["--max-body-mb", "1", "--threads", "1", "--log-level", "warning"]
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     base = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 90

@@ -28,6 +28,7 @@ def _add_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--timeout", type=float, default=300.0, help="seconds per request, queueing included (then 504)")
     p.add_argument("--max-body-mb", type=float, default=25.0, help="largest request body in MiB (then 413)")
     p.add_argument("--max-image-side", type=int, default=4096, help="longest side of an uploaded image (then 400)")
+    p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's; 1 on a busy CPU)")
     p.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
 
 
@@ -67,6 +68,12 @@ def _serve(args: argparse.Namespace) -> int:
         raise ValueError(_INSTALL_HINT) from None
     from unif2ace import Unif2acePipeline
 
+    if args.threads is not None:
+        if args.threads < 1:
+            raise ValueError(f"--threads must be >= 1, got {args.threads}")
+        import torch
+
+        torch.set_num_threads(args.threads)
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     pipeline = Unif2acePipeline.from_pretrained(args.model, device=args.device, dtype=args.dtype)
     if args.host not in ("127.0.0.1", "localhost", "::1") and settings.api_key is None:
