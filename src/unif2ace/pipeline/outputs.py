@@ -46,8 +46,9 @@ class GenerationOutput:
             save_image(img, paths[-1])
         meta = {**self.metadata, "prompts": self.prompts, "seeds": self.seeds, "files": [p.name for p in paths]}
         if self.mask is not None:
-            save_image(self.mask, folder / f"{stem}-mask.png")
-            meta["mask_file"] = f"{stem}-mask.png"
+            paths.append(folder / f"{stem}-mask.png")
+            save_image(self.mask, paths[-1])
+            meta["mask_file"] = paths[-1].name
         atomic_write_json(folder / f"{stem}.json", meta)
         return [*paths, folder / f"{stem}.json"]
 
@@ -67,6 +68,7 @@ class TextOutput:
     def save(self, folder: str | Path, stem: str = "text") -> Path:
         """Write ``{stem}.json`` with the text and the metadata; returns its path."""
         path = Path(folder) / f"{stem}.json"
+        path.parent.mkdir(parents=True, exist_ok=True)
         atomic_write_json(path, {"text": self.text, **self.metadata})
         return path
 
