@@ -94,6 +94,21 @@ def test_models_and_health(server, client, pipe):
     assert status == 200 and health["model_hash"] == pipe.model_hash and health["auth"] is True
 
 
+def test_demo_page_is_served(server):
+    status, headers, body = call(server, "GET", "/")
+    page = body.decode()
+    assert status == 200 and headers["content-type"].startswith("text/html")
+    for element in (
+        'id="gen-button"',
+        'id="cap-button"',
+        'id="ask-button"',
+        'id="edit-button"',
+        "gen-seed",
+        "gen-steps",
+    ):
+        assert element in page
+
+
 def test_openai_client_generates_the_same_face_as_the_pipeline(client, pipe):
     resp = client.images.generate(
         model=pipe.name, prompt="a smiling man with a beard", size="64x64", extra_body={"seed": 5, "steps": 3}

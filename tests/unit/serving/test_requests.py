@@ -176,3 +176,20 @@ def test_settings_are_checked(monkeypatch):
     monkeypatch.setenv("UNIF2ACE_API_KEY", "from-env")
     assert ServerSettings.from_env().api_key == "from-env"
     assert ServerSettings.from_env(api_key="flag").api_key == "flag"
+
+
+def test_cli_serve_options_are_checked(capsys):
+    from unif2ace.cli.main import build_parser, main
+    from unif2ace.cli.serve import settings_from_args
+
+    args = build_parser().parse_args(
+        ["serve", "--api-key", "k", "--max-queue", "3", "--timeout", "5", "--max-body-mb", "2"]
+    )
+    settings = settings_from_args(args)
+    assert (settings.api_key, settings.max_queue, settings.request_timeout_s) == ("k", 3, 5.0)
+    assert settings.max_body_bytes == 2 * 1024 * 1024 and args.host == "127.0.0.1"
+    assert build_parser().parse_args(["web", "--open"]).open_browser is True
+    assert main(["serve", "--port", "70000"]) == 2
+    assert "--port must be in [0, 65535]" in capsys.readouterr().err
+    assert main(["web", "--max-queue", "0"]) == 2
+    assert "max_queue must be a positive integer" in capsys.readouterr().err
