@@ -18,6 +18,7 @@ from typing import Any
 from fastapi import Request
 from fastapi.responses import JSONResponse, StreamingResponse
 from PIL import Image
+from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile
 
 from unif2ace.serving.errors import APIError, bad_request, error_body
@@ -79,7 +80,7 @@ def _answer(state: Any, req: ChatRequest, cancel: threading.Event, emit: Emit | 
     return state.pipeline.ask(req.image, req.question, history=req.history, **kwargs)
 
 
-def _chat_meta(state: Any, req: ChatRequest, out: Any) -> tuple[str, dict[str, Any]]:
+def _chat_meta(req: ChatRequest, out: Any) -> tuple[str, dict[str, Any]]:
     finish = "stop" if out.metadata.get("finished", True) else "length"
     return finish, {**out.metadata, "task": req.task}
 
@@ -89,12 +90,12 @@ async def chat_completions(request: Request) -> Any:
     state = request.app.state
     body = await read_json(request)
     _check_model(state, body.get("model"))
-    req = parse_chat(body, state.settings)
+    req = await run_in_threadpool(parse_chat, body, state.settings)  # decodes images off the event loop
     head = {"id": f"chatcmpl-{uuid.uuid4().hex[:24]}", "created": int(time.time()), "model": state.pipeline.name}
     timeout = state.settings.request_timeout_s
     if not req.stream:
         out = await run_job(state.worker, lambda cancel: _answer(state, req, cancel, None), timeout)
-        finish, meta = _chat_meta(state, req, out)
+        finish, meta = _chat_meta(req, out)
         message = {"role": "assistant", "content": out.text}
         choice = {"index": 0, "message": message, "finish_reason": finish, "logprobs": None}
         return {**head, "object": "chat.completion", "choices": [choice], "unif2ace": meta}
@@ -119,7 +120,7 @@ async def _chat_stream(
             yield sse(error_body(payload.status, payload.message, payload.param, payload.code))
             return
         else:
-            finish, meta = _chat_meta(state, req, payload)
+            finish, meta = _chat_meta(req, payload)
             yield chunk({}, finish, unif2ace=meta)
     yield sse("[DONE]")
 
@@ -261,7 +262,8 @@ async def image_edits(request: Request) -> Any:
         if req.n != 1:
             raise bad_request("n must be 1 for edits", "n")
         image_bytes = await _one_file(form, ("image", "image[]"), required=True)
-        image = decode_image_bytes(image_bytes, settings.max_image_side, settings.max_image_pixels, "image")
+        limits = (settings.max_image_side, settings.max_image_pixels)
+        image = await run_in_threadpool(decode_image_bytes, image_bytes, *limits, "image")
         mask_bytes = await _one_file(form, ("mask",), required=False)
         regions = [r.strip() for v in form.getlist("region") + form.getlist("region[]") for r in str(v).split(",")]
         regions = [r for r in regions if r]
