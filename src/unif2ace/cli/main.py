@@ -10,7 +10,7 @@ import argparse
 import importlib
 import sys
 
-COMMAND_MODULES: tuple[str, ...] = ("unif2ace.cli.selftest", "unif2ace.cli.convert", "unif2ace.cli.data", "unif2ace.cli.vq", "unif2ace.cli.train", "unif2ace.cli.serve", "unif2ace.cli.pipeline")
+COMMAND_MODULES: tuple[str, ...] = ("unif2ace.cli.selftest", "unif2ace.cli.convert", "unif2ace.cli.data", "unif2ace.cli.vq", "unif2ace.cli.train", "unif2ace.cli.serve", "unif2ace.cli.pipeline", "unif2ace.cli.evaluate")
 
 
 def build_parser() -> argparse.ArgumentParser:
