@@ -28,22 +28,23 @@ def _pipeline(args: argparse.Namespace) -> Any:
 
 
 class _Bar:
-    """Progress bar for the pipeline's step callback (no image previews are decoded)."""
+    """Progress bar for the pipeline's step callback (opened at the first step; no image previews are decoded)."""
 
     wants_images = False
 
     def __init__(self, enabled: bool, desc: str) -> None:
-        self.bar = None
-        if enabled:
-            from tqdm import tqdm
-
-            self.bar = tqdm(total=0, desc=desc, unit="step", file=sys.stderr, leave=False)
+        self.enabled, self.desc, self.bar = enabled, desc, None
 
     def __call__(self, step: int, total: int, images: Any) -> None:
-        if self.bar is not None:
-            self.bar.total = total
-            self.bar.n = step
-            self.bar.refresh()
+        if not self.enabled:
+            return
+        if self.bar is None:
+            from tqdm import tqdm
+
+            self.bar = tqdm(total=total, desc=self.desc, unit="step", file=sys.stderr, leave=False)
+        self.bar.total = total
+        self.bar.n = step
+        self.bar.refresh()
 
     def close(self) -> None:
         if self.bar is not None:

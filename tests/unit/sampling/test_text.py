@@ -127,3 +127,15 @@ def test_bad_arguments(kwargs, match):
         decode_text(MockDecoder(V), torch.zeros(2, 3, dtype=torch.long), **kwargs)
     with pytest.raises(ValueError, match="prompt_ids"):
         decode_text(MockDecoder(V), torch.zeros(3, dtype=torch.long), 4)
+
+
+def test_on_token_streams_every_step_in_order():
+    model = MockDecoder(V)
+    prompts = torch.randint(0, V, (3, 4), generator=torch.Generator().manual_seed(5))
+    seen = []
+    out = decode_text(model, prompts, max_new_tokens=6, on_token=lambda t: seen.append(t.clone()))
+    assert torch.equal(torch.stack(seen, dim=1), out.ids)
+    stop = int(out.ids[1, 2])
+    seen.clear()
+    stopped = decode_text(model, prompts, max_new_tokens=6, stop_ids=[stop], pad_id=V - 1, on_token=seen.append)
+    assert torch.equal(torch.stack(seen, dim=1), stopped.ids)  # finished rows stream pad ids, like the output
