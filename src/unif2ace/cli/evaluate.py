@@ -54,7 +54,7 @@ def _eval(args: argparse.Namespace) -> int:
 def _ablate(args: argparse.Namespace) -> int:
     from unif2ace.evaluation.ablate import AblationSettings, run_ablation
 
-    settings = AblationSettings(steps=args.steps, records=args.data, eval_items=args.eval_items, toy=args.toy)
+    settings = AblationSettings(args.steps, args.data, args.vq, args.eval_items, args.toy)
     result = run_ablation(args.out, settings, only=args.only)
     print(result["tables_markdown"])
     print(json.dumps({"wall_time_s": round(result["wall_time_s"], 1), "out": str(args.out)}))
@@ -85,6 +85,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     a.add_argument("--out", required=True, help="output folder (one run per variant; resumable)")
     a.add_argument("--steps", type=int, default=None, help="optimizer steps per variant (default: sized for 40 min)")
     a.add_argument("--data", default=None, help="records file (default: data/faces-mini/records.jsonl)")
+    a.add_argument("--vq", default=None, help="trained image tokenizer folder (not needed with --toy)")
     a.add_argument("--eval-items", type=int, default=None, dest="eval_items", help="test faces / prompts per variant")
     a.add_argument("--only", nargs="*", default=None, help="run only these variants (names as in the tables)")
     a.add_argument("--toy", action="store_true", help="a tiny model and grid for tests (seconds)")
