@@ -230,6 +230,12 @@ def _huge_png() -> bytes:
     return bytes(raw)
 
 
+def _damaged_png_url() -> str:
+    raw = bytearray(png_bytes(Image.effect_noise((32, 32), 50).convert("RGB")))
+    raw[60:80] = bytes(20)  # zeroed compressed pixel data, header intact
+    return "data:image/png;base64," + __import__("base64").b64encode(bytes(raw)).decode()
+
+
 def _chat(content, **extra):
     return {"messages": [{"role": "user", "content": content}], **extra}
 
@@ -266,7 +272,8 @@ BAD_INPUTS = {
         {},
         400,
     ),
-    "corrupt png": (
+    "corrupt png data": ("/v1/chat/completions", _chat([_img_part(_damaged_png_url())]), {}, 400),
+    "truncated png": (
         "/v1/chat/completions",
         _chat([_img_part(data_url(Image.new("RGB", (32, 32)))[:-40] + "AAAA")]),
         {},
@@ -355,3 +362,15 @@ def test_timeouts_answer_504_and_cancel_the_job(pipe):
         status, _, _ = call(base, "POST", "/v1/images/generations", {"prompt": "a face", "steps": 2, "seed": 0})
         assert status == 200
         assert time.monotonic() - start < 15  # the 256-step job stopped at its next step instead of running on
+
+
+def test_stream_timeout_ends_the_stream_with_an_error_event(pipe):
+    app = create_app(pipe, ServerSettings(request_timeout_s=1.0))
+    with ThreadServer(app) as base:
+        gate = _block(app.state.worker)
+        body = _chat([_img_part(data_url(Image.new("RGB", (32, 32))))], stream=True)
+        status, _, raw = call(base, "POST", "/v1/chat/completions", body)
+        gate.set()
+    events = [json.loads(b.split("data: ", 1)[1]) for b in raw.decode().split("\n\n") if b.strip()]
+    assert status == 200 and events[0]["choices"][0]["delta"]["role"] == "assistant"
+    assert events[-1]["error"]["code"] == "timeout" and "timed out after 1 s" in events[-1]["error"]["message"]
