@@ -85,23 +85,25 @@ def _serve(args: argparse.Namespace) -> int:
     app = create_app(pipeline, settings)
     config = uvicorn.Config(app, host=args.host, port=args.port, log_level=args.log_level, access_log=False)
     server = uvicorn.Server(config)
-    if args.open_browser:
-        _open_when_started(server, args.host)
-    print(f"serving {pipeline.name} ({pipeline.model_hash[:12]}) on http://{args.host}:{args.port}", flush=True)
+    _announce_when_started(server, args.host, f"{pipeline.name} ({pipeline.model_hash[:12]})", args.open_browser)
     server.run()
     return 0
 
 
-def _open_when_started(server, host: str) -> None:
+def _announce_when_started(server, host: str, what: str, open_browser: bool) -> None:
+    """Print the real URL (``--port 0`` picks one) once the socket is bound; open it in a browser if asked."""
     import threading
     import time
     import webbrowser
 
-    def wait_and_open() -> None:
+    def wait() -> None:
         while not server.started and not server.should_exit:
-            time.sleep(0.1)
+            time.sleep(0.05)
         if server.started:
             port = server.servers[0].sockets[0].getsockname()[1]
-            webbrowser.open(f"http://{host}:{port}/")
+            shown = f"[{host}]" if ":" in host else host
+            print(f"serving {what}: API http://{shown}:{port}/v1, demo page http://{shown}:{port}/", flush=True)
+            if open_browser:
+                webbrowser.open(f"http://{shown}:{port}/")
 
-    threading.Thread(target=wait_and_open, daemon=True).start()
+    threading.Thread(target=wait, daemon=True).start()
