@@ -103,12 +103,26 @@ def pixel_change(before: Image.Image, after: Image.Image, mask: Image.Image) -> 
 
 
 def alignment_scores(images: Sequence[Image.Image], prompts: Sequence[str]) -> tuple[list[float] | None, str]:
-    """Semantic face-text encoder score of each image with its prompt, or ``(None, reason)`` when unavailable."""
+    """Cosine of each image with its own prompt under the semantic face-text encoder, or ``(None, reason)``."""
     try:
-        from unif2ace.encoders import load_encoder
-
-        encoder = load_encoder("clip")
+        encoder = _semantic_encoder()
     except (ImportError, FileNotFoundError, ValueError) as err:
         return None, f"text-image alignment skipped: semantic encoder unavailable ({err})"
-    scores = encoder.score(list(images), list(prompts))
-    return [float(s) for s in np.asarray(scores, dtype=np.float64).reshape(-1)], ""
+    import torch
+
+    from unif2ace.utils.images import to_tensor
+
+    pixels = torch.stack([to_tensor(im.convert("RGB")) for im in images])  # (B, 3, H, W) in [-1, 1]
+    scores = encoder.score(pixels, list(prompts))  # (B, B) image x text cosines
+    return [float(v) for v in torch.diagonal(scores)], ""
+
+
+def _semantic_encoder():
+    """``load_encoder("clip")`` when the encoders package exposes it, else the semantic encoder loader."""
+    try:
+        from unif2ace.encoders import load_encoder
+    except ImportError:
+        from unif2ace.encoders.semantic import load_semantic_encoder
+
+        return load_semantic_encoder()
+    return load_encoder("clip")
