@@ -24,7 +24,14 @@ from starlette.datastructures import UploadFile
 from unif2ace.serving.errors import APIError, bad_request, error_body
 from unif2ace.serving.images import decode_image_bytes, encode_png_b64, mask_from_image
 from unif2ace.serving.jobs import Emit, run_job, start_stream
-from unif2ace.serving.requests import ChatRequest, GenerationRequest, parse_chat, parse_edit_form, parse_generation
+from unif2ace.serving.requests import (
+    EDIT_FIELDS,
+    ChatRequest,
+    GenerationRequest,
+    parse_chat,
+    parse_edit_form,
+    parse_generation,
+)
 from unif2ace.serving.worker import check_cancelled
 
 __all__ = ["chat_completions", "image_edits", "image_generations", "read_json"]
@@ -226,69 +233,44 @@ async def _image_stream(state: Any, events: AsyncIterator[tuple[str, Any]]) -> A
 async def image_edits(request: Request) -> Any:
     """``POST /v1/images/edits`` (multipart): regenerate a named ``region`` or the area of a ``mask`` file."""
     state, settings = request.app.state, request.app.state.settings
-    ctype = request.headers.get("content-type", "")
-    if not ctype.startswith("multipart/form-data"):
-        raise APIError(415, "send multipart/form-data with fields image, prompt and region or mask")
-    async with request.form(max_files=4, max_fields=64, max_part_size=settings.max_body_bytes) as form:
-        fields = {k: v for k, v in form.multi_items() if isinstance(v, str) and k not in ("region", "region[]")}
-        _check_model(state, fields.get("model"))
-        known = {
-            "image",
-            "image[]",
-            "mask",
-            "prompt",
-            "model",
-            "n",
-            "size",
-            "response_format",
-            "output_format",
-            "seed",
-            "steps",
-            "guidance_scale",
-            "region",
-            "region[]",
-            "user",
-            "quality",
-            "background",
-            "input_fidelity",
-            "safety_identifier",
-            "moderation",
-            "output_compression",
-        }
-        unknown = sorted(set(form.keys()) - known)
-        if unknown:
-            raise bad_request(f"unknown field {unknown[0]!r} in an image edit request", unknown[0])
-        req = parse_edit_form(fields, settings, state.pipeline.image_size)
-        if req.n != 1:
-            raise bad_request("n must be 1 for edits", "n")
-        image_bytes = await _one_file(form, ("image", "image[]"), required=True)
-        limits = (settings.max_image_side, settings.max_image_pixels)
-        image = await run_in_threadpool(decode_image_bytes, image_bytes, *limits, "image")
-        mask_bytes = await _one_file(form, ("mask",), required=False)
-        regions = [r.strip() for v in form.getlist("region") + form.getlist("region[]") for r in str(v).split(",")]
-        regions = [r for r in regions if r]
-    if (mask_bytes is None) == (not regions):
-        raise bad_request("send either a region field (e.g. hair or eyes,mouth) or a mask file, not both", "region")
-    mask = None
-    if mask_bytes is not None:
-        selected = mask_from_image(mask_bytes, image.size, settings.max_image_side, settings.max_image_pixels, "mask")
-        mask = Image.fromarray(selected.astype("uint8") * 255, mode="L")
+    req, image, regions, mask = await _read_edit(request)
 
     def job(cancel: threading.Event) -> Any:
         check_cancelled(cancel)
-        return state.pipeline.edit(
-            image,
-            req.prompt,
-            region=regions or None,
-            mask=mask,
-            seed=req.seed,
-            steps=req.steps,
-            guidance_scale=req.guidance_scale,
-        )
+        return state.pipeline.edit(image, req.prompt, region=regions or None, mask=mask, seed=req.seed,
+                                   steps=req.steps, guidance_scale=req.guidance_scale)  # fmt: skip
 
     out = await run_job(state.worker, job, settings.request_timeout_s)
     extra = {"edited_area_b64": encode_png_b64(out.mask.convert("RGB"))} if out.mask is not None else {}
     return JSONResponse(_images_body(state, out, extra))
+
+
+async def _read_edit(request: Request) -> tuple[GenerationRequest, Image.Image, list[str], Image.Image | None]:
+    """Parse and check an edit form: (request fields, image, region names, mask as an ``L`` image or None)."""
+    state, settings = request.app.state, request.app.state.settings
+    if not request.headers.get("content-type", "").startswith("multipart/form-data"):
+        raise APIError(415, "send multipart/form-data with fields image, prompt and region or mask")
+    limits = (settings.max_image_side, settings.max_image_pixels)
+    async with request.form(max_files=4, max_fields=64, max_part_size=settings.max_body_bytes) as form:
+        unknown = sorted(set(form.keys()) - EDIT_FIELDS)
+        if unknown:
+            raise bad_request(f"unknown field {unknown[0]!r} in an image edit request", unknown[0])
+        fields = {k: v for k, v in form.multi_items() if isinstance(v, str) and k not in ("region", "region[]")}
+        _check_model(state, fields.get("model"))
+        req = parse_edit_form(fields, settings, state.pipeline.image_size)
+        if req.n != 1:
+            raise bad_request("n must be 1 for edits", "n")
+        image_bytes = await _one_file(form, ("image", "image[]"), required=True)
+        mask_bytes = await _one_file(form, ("mask",), required=False)
+        regions = [r.strip() for v in form.getlist("region") + form.getlist("region[]") for r in str(v).split(",")]
+        regions = [r for r in regions if r]
+    image = await run_in_threadpool(decode_image_bytes, image_bytes, *limits, "image")
+    if (mask_bytes is None) == (not regions):
+        raise bad_request("send either a region field (e.g. hair or eyes,mouth) or a mask file, not both", "region")
+    if mask_bytes is None:
+        return req, image, regions, None
+    selected = await run_in_threadpool(mask_from_image, mask_bytes, image.size, *limits, "mask")
+    return req, image, regions, Image.fromarray(selected.astype("uint8") * 255, mode="L")
 
 
 async def _one_file(form: Any, names: tuple[str, ...], required: bool) -> bytes | None:

@@ -18,7 +18,15 @@ from unif2ace.serving.errors import bad_request
 from unif2ace.serving.images import decode_data_url
 from unif2ace.serving.settings import ServerSettings
 
-__all__ = ["ChatRequest", "GenerationRequest", "parse_chat", "parse_edit_form", "parse_generation", "wants_caption"]
+__all__ = [
+    "EDIT_FIELDS",
+    "ChatRequest",
+    "GenerationRequest",
+    "parse_chat",
+    "parse_edit_form",
+    "parse_generation",
+    "wants_caption",
+]
 
 MAX_SEED = 2**63
 _GEN_FIELDS = {"prompt", "model", "n", "size", "response_format", "output_format", "stream", "partial_images"}
@@ -44,6 +52,27 @@ _CHAT_IGNORED = {
     "verbosity",
     "modalities",
 }
+EDIT_FIELDS = (
+    {
+        "image",
+        "image[]",
+        "mask",
+        "prompt",
+        "model",
+        "n",
+        "size",
+        "response_format",
+        "output_format",
+        "seed",
+        "steps",
+        "guidance_scale",
+        "region",
+        "region[]",
+    }
+    | _GEN_IGNORED
+    | {"input_fidelity"}
+)
+"""Form fields of an edit (OpenAI's plus ``seed`` / ``steps`` / ``guidance_scale`` / ``region``)."""
 _DESCRIBE = re.compile(r"\b(describe|description|caption)\b", re.I)
 
 
