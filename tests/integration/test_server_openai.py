@@ -320,6 +320,10 @@ def test_oversized_bodies_are_413_and_the_server_keeps_serving(server, pipe):
         server, "POST", "/v1/images/generations", chunks, {**AUTH, "Content-Type": "application/json"}
     )
     assert status == 413 and "limit" in json.loads(raw)["error"]["message"]
+    form, ctype = multipart({"image": ("big.png", b"\x89PNG" + bytes(1_200_000), "image/png"), "prompt": "x"})
+    pieces = (form[i : i + 65536] for i in range(0, len(form), 65536))  # chunked multipart upload
+    status, _, raw = call(server, "POST", "/v1/images/edits", pieces, {**AUTH, "Content-Type": ctype})
+    assert status == 413 and json.loads(raw)["error"]["code"] == "request_too_large"
     status, _, raw = call(server, "POST", "/v1/images/generations", {"prompt": "a face", "seed": 1, "steps": 2}, AUTH)
     assert status == 200 and json.loads(raw)["data"][0]["seed"] == 1
     assert json.loads(call(server, "GET", "/health")[2])["status"] == "ok"
@@ -374,3 +378,33 @@ def test_stream_timeout_ends_the_stream_with_an_error_event(pipe):
     events = [json.loads(b.split("data: ", 1)[1]) for b in raw.decode().split("\n\n") if b.strip()]
     assert status == 200 and events[0]["choices"][0]["delta"]["role"] == "assistant"
     assert events[-1]["error"]["code"] == "timeout" and "timed out after 1 s" in events[-1]["error"]["message"]
+
+
+def test_concurrent_requests_do_not_mix(server, pipe):
+    """Eight clients at once: every answer equals the Python API's for its own seed / image."""
+    jobs = [("gen", seed) for seed in range(6)] + [("cap", 0), ("cap", 1)]
+    faces = {1: face_image(pipe), 0: pipe.generate("an old man", seed=2).images[0]}
+    results = {}
+
+    def run(kind, key):
+        if kind == "gen":
+            body = {"prompt": "a woman with short hair", "seed": key, "steps": 3}
+            results[(kind, key)] = call(server, "POST", "/v1/images/generations", body, AUTH)
+        else:
+            body = {"messages": [chat_message(faces[key], "Describe this face.")]}
+            results[(kind, key)] = call(server, "POST", "/v1/chat/completions", body, AUTH)
+
+    threads = [threading.Thread(target=run, args=job) for job in jobs]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(120)
+    for (kind, key), (status, _, raw) in results.items():
+        assert status == 200, raw[:200]
+        body = json.loads(raw)
+        if kind == "gen":
+            expected = pipe.generate("a woman with short hair", seed=key, steps=3).images[0]
+            assert np.array_equal(np.asarray(b64_image(body["data"][0]["b64_json"])), np.asarray(expected))
+        else:
+            assert body["choices"][0]["message"]["content"] == pipe.caption(faces[key]).text
+    assert len(results) == len(jobs)
