@@ -433,20 +433,22 @@ class Unif2acePipeline:
         max_new_tokens: int | None = None,
         seed: int | None = None,
         text_callback: Callable[[str], Any] | None = None,
-    ) -> TextOutput:
+    ) -> TextOutput | list[TextOutput]:
         """Describe a face (the captioning question the model was trained with).
 
         Args:
-            image: the face (PIL / path / uint8 array / tensor).
+            image: the face (PIL / path / uint8 array / tensor), or a list of faces (decoded as one batch; a list
+                of outputs is returned).
             max_new_tokens: length cap (default: the bundle's recipe).
             seed: seed of the call (decoding is greedy; it seeds the noise expert, if routed).
             text_callback: ``fn(piece)`` receives the text as it is decoded.
 
         Returns:
-            :class:`TextOutput`.
+            :class:`TextOutput` (a list of them for a list of images).
         """
         out = self._answer(image, self.info.layout.describe_prompt, [], max_new_tokens, seed, text_callback)
-        out.metadata["task"] = "caption"
+        for item in out if isinstance(out, list) else [out]:
+            item.metadata["task"] = "caption"
         return out
 
     def ask(
@@ -457,8 +459,8 @@ class Unif2acePipeline:
         max_new_tokens: int | None = None,
         seed: int | None = None,
         text_callback: Callable[[str], Any] | None = None,
-    ) -> TextOutput:
-        """Answer a question about a face, optionally after earlier ``(question, answer)`` turns.
+    ) -> TextOutput | list[TextOutput]:
+        """Answer a question about a face (or each face of a list), optionally after earlier ``(q, a)`` turns.
 
         Raises:
             ValueError: empty question, malformed history, bad image.
@@ -468,7 +470,8 @@ class Unif2acePipeline:
             raise ValueError("question must be one string")
         turns = _check_history(history)
         out = self._answer(image, q[0], turns, max_new_tokens, seed, text_callback)
-        out.metadata["task"] = "ask"
+        for item in out if isinstance(out, list) else [out]:
+            item.metadata["task"] = "ask"
         return out
 
     def _answer(
@@ -479,16 +482,24 @@ class Unif2acePipeline:
         max_new_tokens: int | None,
         seed: int | None,
         text_callback: Callable[[str], Any] | None,
-    ) -> TextOutput:
+    ) -> TextOutput | list[TextOutput]:
+        """Decode answers for one image (a :class:`TextOutput`) or a list of images (a list, decoded as a batch)."""
+        batched = isinstance(image, (list, tuple))
+        images = list(image) if batched else [image]
+        if not images or len(images) > MAX_IMAGES:
+            raise ValueError(f"give between 1 and {MAX_IMAGES} images, got {len(images)}")
+        if batched and text_callback is not None:
+            raise ValueError("text_callback streams one answer; call once per image to stream")
         limit = self.model.config.max_position_embeddings
         cap = check_int(self.info.recipe.max_new_tokens if max_new_tokens is None else max_new_tokens,
                         "max_new_tokens", 1, limit)  # fmt: skip
         seed = check_seed(seed)
-        square = self._square(image)
+        squares = [self._square(im, f"image[{i}]" if batched else "image") for i, im in enumerate(images)]
         with self._lock:
-            pixels = to_tensor(square)[None]  # (1, 3, S, S)
-            codes = self.encode([square]) + self.vocab.image_offset
-            prompt = self.layouts.prompter.chat_prompt(codes.cpu(), [question], [history]).input_ids.to(self.device)
+            pixels = torch.stack([to_tensor(sq) for sq in squares])  # (B, 3, S, S)
+            codes = (self.encode(squares) + self.vocab.image_offset).cpu()
+            n = len(squares)
+            prompt = self.layouts.prompter.chat_prompt(codes, [question] * n, [history] * n).input_ids.to(self.device)
             if prompt.shape[1] >= limit:
                 raise ValueError(
                     f"the question and history take {prompt.shape[1]} tokens; the model reads at most {limit - 1}"
@@ -503,12 +514,15 @@ class Unif2acePipeline:
                 generator=gen,
                 on_token=stream.push if text_callback else None,
             )
-            ids = out.ids[0, : int(out.lengths[0])].tolist()
-            text = self.layouts.decode(ids).strip()
-            stream.finish(text)
-        meta = self._meta("answer", question=question, seed=seed, tokens=len(ids), features=used,
-                          finished=bool(out.finished[0]))  # fmt: skip
-        return TextOutput(text, meta)
+            results = []
+            for row in range(n):
+                ids = out.ids[row, : int(out.lengths[row])].tolist()
+                text = self.layouts.decode(ids).strip()
+                meta = self._meta("answer", question=question, seed=seed, tokens=len(ids), features=used,
+                                  finished=bool(out.finished[row]))  # fmt: skip
+                results.append(TextOutput(text, meta))
+            stream.finish(results[0].text)
+        return results if batched else results[0]
 
 
 def _check_history(history: Any) -> list[tuple[str, str]]:

@@ -103,6 +103,10 @@ def create_random_bundle(
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         model = build_model(cfg).eval()
+        with torch.no_grad():  # variance-preserving weights: with the training init (std 0.02) a random model's
+            for param in model.parameters():  # outputs barely depend on its inputs, which would hide bugs in tests
+                if param.dim() >= 2:
+                    param.normal_(0.0, param.shape[-1] ** -0.5)
         vq = VQModel(_vq_config(image_size, codebook_dim=6)).eval()
     save_pretrained(model, out)
     save_tokenizer(vq, out / "vq")

@@ -117,8 +117,10 @@ def test_image_input_kinds_agree(pipe, face, tmp_path):
     face.save(path)
     arr = np.asarray(face)
     tensor = torch.from_numpy(arr.copy()).permute(2, 0, 1).float() / 127.5 - 1
-    texts = {pipe.caption(x, seed=0).text for x in (face, path, str(path), arr, tensor)}
+    texts = {pipe.ask(x, "What colour is the hair?", seed=0).text for x in (face, path, str(path), arr, tensor)}
     assert len(texts) == 1
+    recons = {pipe.reconstruct(x).tobytes() for x in (face, path, arr, tensor)}
+    assert len(recons) == 1
 
 
 def test_edit_mask_keeps_outside_pixels_exactly(pipe, face):
@@ -165,3 +167,24 @@ def test_select_device():
     if not torch.cuda.is_available():
         with pytest.raises(ValueError, match="CUDA is not available"):
             select_device("cuda")
+
+
+def test_caption_batch_equals_singles(pipe):
+    faces = example_faces()[:3]
+    batch = pipe.caption(faces, seed=0)
+    assert isinstance(batch, list) and [o.text for o in batch] == [pipe.caption(f, seed=0).text for f in faces]
+    answers = pipe.ask(faces, "What colour is the hair?", seed=0)
+    assert [a.text for a in answers] == [pipe.ask(f, "What colour is the hair?", seed=0).text for f in faces]
+    assert len({a.text for a in answers}) > 1  # the random model does look at the image
+    assert [a.metadata["task"] for a in answers] == ["ask"] * 3
+    with pytest.raises(ValueError, match="call once per image"):
+        pipe.caption(faces, text_callback=print)
+    with pytest.raises(ValueError, match=r"image\[1\]"):
+        pipe.caption([faces[0], 42])
+
+
+def test_bfloat16_pipeline_repeats(tiny_bundle):
+    half = Unif2acePipeline.from_pretrained(tiny_bundle, device="cpu", dtype="bfloat16")
+    a, b = half.generate("A man", seed=2, steps=2), half.generate("A man", seed=2, steps=2)
+    assert a.metadata["dtype"] == "bfloat16" and torch.equal(a.codes, b.codes)
+    assert half.caption(example_faces()[0], seed=0, max_new_tokens=4).metadata["tokens"] <= 4
