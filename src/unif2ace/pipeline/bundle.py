@@ -26,7 +26,7 @@ from typing import Any
 import torch
 import yaml
 
-from unif2ace.utils.io import atomic_write_json, load_tensors, read_json, save_tensors
+from unif2ace.utils.io import atomic_path, atomic_write_json, load_tensors, read_json, save_tensors
 
 __all__ = [
     "BUNDLE_FILE",
@@ -150,10 +150,19 @@ def write_bundle_info(folder: str | Path, info: BundleInfo) -> None:
     atomic_write_json(folder / BUNDLE_FILE, info.to_dict())
 
 
+def _copy_file(src: Path, dst: Path) -> None:
+    """Copy atomically (a reader never sees half a file)."""
+    with atomic_path(dst) as tmp:
+        shutil.copyfile(src, tmp)
+
+
 def _copy_tree(src: Path, dst: Path) -> None:
-    if dst.exists():
-        shutil.rmtree(dst)
-    shutil.copytree(src, dst)
+    """Copy a folder into a temporary sibling, then swap it in."""
+    tmp = dst.with_name(f".{dst.name}.tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    shutil.copytree(src, tmp)
+    shutil.rmtree(dst, ignore_errors=True)
+    tmp.rename(dst)
 
 
 def _weights(checkpoint: Path, use_ema: bool) -> tuple[dict[str, torch.Tensor], bool]:
@@ -171,7 +180,7 @@ def _weights(checkpoint: Path, use_ema: bool) -> tuple[dict[str, torch.Tensor], 
     return state, True
 
 
-def _layout_from_recipe(checkpoint: Path, num_tokens_hint: int | None, vq_dir: Path) -> LayoutInfo:
+def _layout_from_recipe(checkpoint: Path, vq_dir: Path) -> LayoutInfo:
     from unif2ace.tokenizer.vq.checkpoint import load_tokenizer_config
 
     recipe_file = checkpoint / "train_config.yaml"
@@ -179,7 +188,9 @@ def _layout_from_recipe(checkpoint: Path, num_tokens_hint: int | None, vq_dir: P
         raise FileNotFoundError(f"{recipe_file} is missing; export needs a training checkpoint of unif2ace train")
     data = (yaml.safe_load(recipe_file.read_text()) or {}).get("data", {})
     vq_cfg = load_tokenizer_config(vq_dir)
-    n = int(data.get("num_image_tokens", num_tokens_hint or 0))
+    if "num_image_tokens" not in data:
+        raise ValueError(f"{recipe_file} has no data.num_image_tokens; is it a unif2ace training recipe?")
+    n = int(data["num_image_tokens"])
     side = math.isqrt(n)
     if side * side != n:
         raise ValueError(f"data.num_image_tokens={n} is not a square grid; export supports square images only")
@@ -233,17 +244,16 @@ def export_bundle(
     if not (checkpoint / "tokenizer").is_dir():
         raise FileNotFoundError(f"{checkpoint / 'tokenizer'} is missing; the text tokenizer is needed for a bundle")
     model_cfg = load_model_config(checkpoint)
-    layout = _layout_from_recipe(checkpoint, None, vq_dir)
+    layout = _layout_from_recipe(checkpoint, vq_dir)
     _check_vq_fits(vq_dir, model_cfg.vocab.codebook_size)
     state, ema_used = _weights(checkpoint, use_ema)
     out.mkdir(parents=True, exist_ok=True)
+    (out / BUNDLE_FILE).unlink(missing_ok=True)  # written last: a folder without it is not a (finished) bundle
     save_tensors(out / "model.safetensors", state, metadata={"format": "unif2ace"})
-    shutil.copyfile(checkpoint / "config.json", out / "config.json")
+    _copy_file(checkpoint / "config.json", out / "config.json")
     _copy_tree(checkpoint / "tokenizer", out / "tokenizer")
-    vq_out = out / "vq"
-    vq_out.mkdir(exist_ok=True)
     for part in ("config.json", WEIGHTS_NAME):
-        shutil.copyfile(vq_dir / part, vq_out / part)
+        _copy_file(vq_dir / part, out / "vq" / part)
     seq = model_cfg.seq_moe
     kinds = (set(seq.und_experts) | set(seq.gen_experts)) & set(seq.feature_dims) if seq.enabled else set()
     trained_features = _recipe_features(checkpoint)

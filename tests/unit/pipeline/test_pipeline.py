@@ -188,3 +188,13 @@ def test_bfloat16_pipeline_repeats(tiny_bundle):
     a, b = half.generate("A man", seed=2, steps=2), half.generate("A man", seed=2, steps=2)
     assert a.metadata["dtype"] == "bfloat16" and torch.equal(a.codes, b.codes)
     assert half.caption(example_faces()[0], seed=0, max_new_tokens=4).metadata["tokens"] <= 4
+
+
+def test_edit_mask_follows_the_centre_crop(pipe, face):
+    wide = Image.new("RGB", (160, 128), (200, 200, 200))
+    wide.paste(face, (16, 0))  # the face sits in the centre crop
+    mask = np.zeros((128, 160), dtype=np.uint8)
+    mask[:, :80] = 255  # left half of the photo = left half of the centre crop (x 16..80 of 16..144)
+    out = pipe.edit(wide, "A man", mask=mask, seed=0, steps=2)
+    tokens = out.token_mask.view(8, 8)
+    assert tokens[:, :4].all() and not tokens[:, 4:].any()
