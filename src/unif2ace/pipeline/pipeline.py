@@ -34,6 +34,7 @@ from unif2ace.pipeline.bundle import EXPORT_HINT, BundleInfo, default_bundle_dir
 from unif2ace.pipeline.inputs import check_float, check_int, check_prompts, check_seed, to_pil
 from unif2ace.pipeline.outputs import GenerationOutput, TextOutput
 from unif2ace.pipeline.regions import check_regions, mask_from_input, region_pixel_mask, token_mask
+from unif2ace.pipeline.text_stream import TextStream, check_history
 from unif2ace.utils.images import from_tensor, resize_center_crop, to_tensor
 
 __all__ = ["Unif2acePipeline", "select_device"]
@@ -468,7 +469,7 @@ class Unif2acePipeline:
         q = check_prompts(question, "question")
         if len(q) != 1:
             raise ValueError("question must be one string")
-        turns = _check_history(history)
+        turns = check_history(history)
         out = self._answer(image, q[0], turns, max_new_tokens, seed, text_callback)
         for item in out if isinstance(out, list) else [out]:
             item.metadata["task"] = "ask"
@@ -505,7 +506,7 @@ class Unif2acePipeline:
                     f"the question and history take {prompt.shape[1]} tokens; the model reads at most {limit - 1}"
                 )
             feats, used = self._image_features(pixels)
-            stream = _TextStream(self.layouts, text_callback)
+            stream = TextStream(self.layouts, text_callback)
             gen = torch.Generator(device=self.device).manual_seed(seed)
             out = self.engine.generate_text(
                 prompt,
@@ -523,49 +524,3 @@ class Unif2acePipeline:
                 results.append(TextOutput(text, meta))
             stream.finish(results[0].text)
         return results if batched else results[0]
-
-
-def _check_history(history: Any) -> list[tuple[str, str]]:
-    if history is None:
-        return []
-    if not isinstance(history, (list, tuple)):
-        raise ValueError("history must be a list of (question, answer) pairs")
-    turns = []
-    for i, turn in enumerate(history):
-        if isinstance(turn, dict):
-            turn = (turn.get("q", turn.get("question")), turn.get("a", turn.get("answer")))
-        if not isinstance(turn, (list, tuple)) or len(turn) != 2 or not all(isinstance(t, str) for t in turn):
-            raise ValueError(f"history[{i}] must be a (question, answer) pair of strings")
-        turns.append((turn[0], turn[1]))
-    return turns
-
-
-class _TextStream:
-    """Turns decoded ids into text pieces for a callback (row 0; pieces are emitted once whole characters exist)."""
-
-    def __init__(self, layouts: Any, callback: Callable[[str], Any] | None) -> None:
-        self.layouts, self.callback = layouts, callback
-        self.ids: list[int] = []
-        self.sent = ""
-        self.done = False
-
-    def push(self, tokens: Tensor) -> None:
-        if self.done or self.callback is None:
-            return
-        token = int(tokens[0])
-        if token == self.layouts.vocab.eos_id or token == self.layouts.vocab.pad_id:
-            self.done = True
-            return
-        self.ids.append(token)
-        text = self.layouts.decode(self.ids).strip()  # trailing spaces wait: the final text is stripped
-        if text.endswith("\ufffd") or not text.startswith(self.sent):
-            return  # an incomplete UTF-8 sequence: wait for the next token
-        if len(text) > len(self.sent):
-            self.callback(text[len(self.sent) :])
-            self.sent = text
-
-    def finish(self, text: str) -> None:
-        """Send whatever the stream still owes so the pieces join to exactly ``text``."""
-        if self.callback is not None and text.startswith(self.sent) and len(text) > len(self.sent):
-            self.callback(text[len(self.sent) :])
-            self.sent = text
