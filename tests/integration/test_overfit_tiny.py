@@ -4,31 +4,17 @@ from __future__ import annotations
 
 import torch
 
-from unif2ace.config.model import GEN, UND, ModelConfig, ResamplerConfig, SeqMoEConfig, TokenMoEConfig, VocabConfig
+from unif2ace.config.model import GEN, UND, VocabConfig
 from unif2ace.losses.corruption import mask_tokens
 from unif2ace.losses.d3diff import D3DiffLoss
 from unif2ace.losses.schedules import CosineSchedule
 from unif2ace.losses.text import next_token_ce
 from unif2ace.model import RoutingContext, build_model
 from unif2ace.model.masks import mmu_attention_mask, omni_attention_mask
+from unif2ace.training.selftest import N_IMG as N
+from unif2ace.training.selftest import toy_config
 
-N, TEXT = 16, 8  # image tokens, text budget
-
-
-def _config() -> ModelConfig:
-    return ModelConfig(
-        vocab=VocabConfig(llm_vocab_size=64, codebook_size=64, bos_id=0, eos_id=0),
-        hidden_size=96,
-        num_layers=2,
-        num_heads=4,
-        intermediate_size=256,
-        token_moe=TokenMoEConfig(enabled=True, num_routed=4, top_k=2, routed_intermediate=64, shared_intermediate=128),
-        seq_moe=SeqMoEConfig(
-            enabled=True,
-            feature_dims={"clip": 16, "face": 16},
-            resampler=ResamplerConfig(dim=32, depth=1, heads=2, dim_head=16, num_queries=N),
-        ),
-    )
+TEXT = 8  # text budget
 
 
 def _batch(v: VocabConfig, g: torch.Generator):
@@ -53,7 +39,7 @@ def _batch(v: VocabConfig, g: torch.Generator):
 
 def test_tiny_model_overfits_mixed_batch_and_experts_get_gradient():
     torch.manual_seed(0)
-    cfg = _config()
+    cfg = toy_config()
     v = cfg.vocab
     model = build_model(cfg)
     assert model.num_parameters() <= 5_000_000

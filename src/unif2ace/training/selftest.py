@@ -45,7 +45,8 @@ class SelfTestReport:
         return asdict(self)
 
 
-def _config() -> ModelConfig:
+def toy_config() -> ModelConfig:
+    """The self-test's model: d=96, 2 layers, token MoE (4 routed, top-2) + sequence MoE, 0.46 M parameters."""
     return ModelConfig(
         vocab=VocabConfig(llm_vocab_size=64, codebook_size=64, bos_id=0, eos_id=0),
         hidden_size=96,
@@ -78,7 +79,7 @@ def run_selftest(steps: int = 150, seed: int = 0) -> SelfTestReport:
     """
     torch.manual_seed(seed)
     g = torch.Generator().manual_seed(seed)
-    cfg = _config()
+    cfg = toy_config()
     v = cfg.vocab
     model = build_model(cfg)
     soi, eoi, mmu = v.special_id("<|soi|>"), v.special_id("<|eoi|>"), v.special_id("<|mmu|>")
@@ -104,16 +105,26 @@ def run_selftest(steps: int = 150, seed: int = 0) -> SelfTestReport:
         ids_t2i = torch.cat([prefixes, torch.full((2, 1), soi), masked.input_ids, torch.full((2, 1), eoi)], 1)
         valid = ids_t2i != v.pad_id
         ctx_g = RoutingContext(
-            group_ids=torch.full((2,), GEN), valid=valid, image_mask=torch.zeros_like(valid).index_fill_(
-                1, torch.arange(TEXT + 2, TEXT + 2 + N_IMG), True),
-            pool_mask=valid & (torch.arange(ids_t2i.shape[1]) <= TEXT), generator=g,
+            group_ids=torch.full((2,), GEN),
+            valid=valid,
+            image_mask=torch.zeros_like(valid).index_fill_(1, torch.arange(TEXT + 2, TEXT + 2 + N_IMG), True),
+            pool_mask=valid & (torch.arange(ids_t2i.shape[1]) <= TEXT),
+            generator=g,
         )
-        out_g = model(ids_t2i, attention_mask=omni_attention_mask(ids_t2i, v.pad_id, soi, eoi), ctx=ctx_g,
-                      logits_positions=image_pos, vocab_range=codebook)
+        out_g = model(
+            ids_t2i,
+            attention_mask=omni_attention_mask(ids_t2i, v.pad_id, soi, eoi),
+            ctx=ctx_g,
+            logits_positions=image_pos,
+            vocab_range=codebook,
+        )
         gen = d3diff(out_g.logits, codes, masked.mask, masked.mask_prob)
         ctx_u = RoutingContext(
-            group_ids=torch.full((2,), UND), valid=ids_mmu != v.pad_id, image_mask=img_mmu,
-            pool_mask=torch.arange(ids_mmu.shape[1]).expand_as(ids_mmu) <= N_IMG + 2, features=feats,
+            group_ids=torch.full((2,), UND),
+            valid=ids_mmu != v.pad_id,
+            image_mask=img_mmu,
+            pool_mask=torch.arange(ids_mmu.shape[1]).expand_as(ids_mmu) <= N_IMG + 2,
+            features=feats,
         )
         out_u = model(ids_mmu, attention_mask=mmu_attention_mask(ids_mmu, eoi, per_row=True), ctx=ctx_u)
         loss = gen.loss + next_token_ce(out_u.logits, labels_mmu) + out_g.aux_loss + out_u.aux_loss
@@ -126,8 +137,14 @@ def run_selftest(steps: int = 150, seed: int = 0) -> SelfTestReport:
     engine = Engine(model, v)
     start = time.perf_counter()
     uncond = torch.tensor([_t2i_prefix(v, [])] * 2)
-    sampled = engine.generate_image_tokens(prefixes, N_IMG, uncond_prefix_ids=uncond, steps=8, guidance_scale=1.0,
-                                           generator=torch.Generator().manual_seed(seed))
+    sampled = engine.generate_image_tokens(
+        prefixes,
+        N_IMG,
+        uncond_prefix_ids=uncond,
+        steps=8,
+        guidance_scale=1.0,
+        generator=torch.Generator().manual_seed(seed),
+    )
     answers = engine.generate_text(ids_mmu[:, : len(heads[0])], max_new_tokens=8, features=feats)
     gen_s = time.perf_counter() - start
     want = torch.tensor([c + [v.eos_id] for c in captions])
