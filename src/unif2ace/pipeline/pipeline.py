@@ -328,7 +328,16 @@ class Unif2acePipeline:
             codes = torch.cat(chunks).cpu()
             images = self.decode(codes)
         meta = self._meta("generate", seed=seed, negative_prompt=negative_prompt, num_images=num_images, **recipe)
+        meta["truncated_prompts"] = self._truncated(prompts)
         return GenerationOutput(images, codes, [seed] * len(images), expanded, meta)
+
+    def _truncated(self, prompts: list[str]) -> list[int]:
+        """Indices of prompts longer than the text budget (the model sees their first ``max_text_len - 2`` tokens)."""
+        budget = self.layouts.max_text_len - 2  # the block is <|t2i|> <bos> text <eos> within max_text_len + 1
+        cut = [i for i, p in enumerate(prompts) if len(self.tokenizer.encode(p)) > budget]
+        if cut:
+            log.warning("%d prompt(s) exceed the model's %d-token text budget and were cut", len(cut), budget)
+        return cut
 
     def edit(
         self,
@@ -382,6 +391,7 @@ class Unif2acePipeline:
         mask_img = Image.fromarray((footprint * 255).astype(np.uint8), mode="L")
         meta = self._meta(
             "edit",
+            truncated_prompts=self._truncated(prompts),
             seed=seed,
             regions=regions,
             user_mask=mask is not None,

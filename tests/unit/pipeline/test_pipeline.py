@@ -198,3 +198,17 @@ def test_edit_mask_follows_the_centre_crop(pipe, face):
     out = pipe.edit(wide, "A man", mask=mask, seed=0, steps=2)
     tokens = out.token_mask.view(8, 8)
     assert tokens[:, :4].all() and not tokens[:, 4:].any()
+
+
+def test_truncated_prompts_are_reported(pipe):
+    long = "A woman with long blond hair and blue eyes " * 10
+    out = pipe.generate(["A man", long], seed=0, steps=1)
+    assert out.metadata["truncated_prompts"] == [1]
+    budget = pipe.layouts.max_text_len - 2
+    exact = pipe.tokenizer.decode(pipe.tokenizer.encode(long)[:budget])
+    assert len(pipe.tokenizer.encode(exact)) <= budget
+    assert pipe.generate(exact, seed=0, steps=1).metadata["truncated_prompts"] == []
+    block = pipe.layouts.prompter.t2i_gen([exact]).input_ids[0, : pipe.layouts.max_text_len + 1].tolist()
+    v = pipe.vocab
+    assert block[-len(pipe.tokenizer.encode(exact)) - 1 : -1] == pipe.tokenizer.encode(exact)  # kept whole
+    assert block[-1] == v.eos_id and block[0] in (v.pad_id, v.special_id("<|t2i|>"))
