@@ -214,6 +214,56 @@ def _add_gold(sub) -> None:
     p.set_defaults(func=_gold)
 
 
+def _train_semantic(args: argparse.Namespace) -> int:
+    from unif2ace.encoders.semantic import SemanticConfig
+    from unif2ace.encoders.train_semantic import TrainOptions, train_semantic
+
+    cfg = SemanticConfig(image_size=args.image_size)
+    opts = TrainOptions(steps=args.steps, batch_size=args.batch_size, lr=args.lr, seed=args.seed, threads=args.threads)
+    report = train_semantic(args.records, args.out, cfg, opts, progress=not args.quiet)
+    print(
+        f"held-out retrieval@1 among {report['candidates']}: {report['heldout_retrieval_at_1']:.3f} "
+        f"({report['heldout_faces']} faces; train {report['train_retrieval_at_1']:.3f}) in {report['seconds']} s "
+        f"-> {args.out}"
+    )
+    return 0
+
+
+def _add_train_semantic(sub) -> None:
+    p = sub.add_parser("train-semantic", help="train the semantic face-text encoder (LiT-style vs frozen MiniLM)")
+    p.add_argument("--records", required=True, help="captioned records (train split trains, val + test held out)")
+    p.add_argument("--out", required=True, help="output folder (model.safetensors, config.json, report.json)")
+    p.add_argument("--steps", type=int, default=1500, help="optimiser steps (default 1500)")
+    p.add_argument("--batch-size", type=int, default=64, help="pairs per step (default 64)")
+    p.add_argument("--lr", type=float, default=2e-3, help="peak learning rate (default 2e-3)")
+    p.add_argument("--image-size", type=int, default=64, help="side the image tower sees (default 64)")
+    p.add_argument("--seed", type=int, default=0, help="seed (default 0)")
+    p.add_argument("--threads", type=int, default=0, help="torch CPU threads (default: torch's choice)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=_train_semantic)
+
+
+def _features(args: argparse.Namespace) -> int:
+    from unif2ace.encoders.features import build_feature_cache
+
+    cache = build_feature_cache(
+        args.records, args.kind, args.out, weights=args.weights, size=args.size, progress=not args.quiet
+    )
+    print(f"{len(cache)} {args.kind} feature rows of shape {cache.shape} -> {args.out}")
+    return 0
+
+
+def _add_features(sub) -> None:
+    p = sub.add_parser("features", help="encoder features per record (clip / face) -> FeatureCache safetensors")
+    p.add_argument("--kind", required=True, choices=("clip", "face"), help="encoder")
+    p.add_argument("--records", required=True, help="records file")
+    p.add_argument("--out", required=True, help="output .safetensors (training config: data.features.<kind>)")
+    p.add_argument("--weights", help="clip: encoder folder (default: the shipped weights)")
+    p.add_argument("--size", type=int, default=128, help="images are resized to this side first (default 128)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=_features)
+
+
 def _add_split_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--val", type=float, default=0.1, help="validation fraction of identities (default 0.1)")
     p.add_argument("--test", type=float, default=0.1, help="test fraction of identities (default 0.1)")
@@ -228,6 +278,8 @@ SUBCOMMANDS = (
     _add_annotate,
     _add_caption,
     _add_gold,
+    _add_train_semantic,
+    _add_features,
 )
 """One ``_add_<name>(sub)`` per ``unif2ace data`` subcommand, in help order."""
 
