@@ -44,6 +44,9 @@ def test_eval_writes_a_keyed_report_with_groups_and_plots(bundle, records, tmp_p
     recipe = report["recipe"]
     assert recipe["seed"] == 0 and recipe["steps"] == 2 and len(recipe["prompts"]) == 4
     assert recipe["guidance_scale"] == pytest.approx(1.5)  # the bundle's recipe, recorded
+    gen = report["generation"]["metrics"]
+    assert gen["attribute_checks"] > 0 and 0.0 <= gen["attribute_accuracy"] <= 1.0
+    assert gen["attribute_accuracy_real_faces"] > 0.5  # the judge mostly agrees with the real faces' own captions
     und = report["understanding"]["metrics"]
     assert 0.0 <= und["bleu1"] <= 1.0 and und["vqa_questions"] > 0
     assert set(report["understanding"]["groups"]) == {"age_band", "gender", "skin_tone"}

@@ -1,6 +1,7 @@
 """``unif2ace ablate``: the paper's two ablations (spec §8.4 Table 3, §8.5 Table 4) at small scale, equal compute.
 
-Eight runs of the ``train_tiny_cpu`` architecture on the same data, seed, batch and number of steps:
+Eight runs of the ``train_tiny_cpu`` architecture (BPE-1024 text) on the same pre-encoded data, seed, batch and
+number of steps (equal data and steps; the dense model spends fewer FLOPs per step):
 
 * Table 3 (loss, full MoE model): D3Diff α ∈ {0.1, 0.01, 0.001}, mask-only (α = 0), score-only (α = 0.01);
 * Table 4 (MoE, D3Diff α = 0.01): dense, token-MoE only, sequence-MoE only, both (= the α = 0.01 run).
@@ -51,8 +52,9 @@ PAPER_T4 = {  # VQAscore, FID, VLM-score, Desc, Conv (spec §8.5)
     "sequence-moe": (0.889, 69.312, 86.790, 5.864, 6.247),
     "d3diff-0.01": (0.894, 66.005, 88.049, 6.023, 6.532),
 }
-SECONDS_PER_STEP = 0.15  # train_tiny_cpu with on-the-fly VQ encoding on 2 busy cores (docs/evaluation.md)
-SECONDS_PER_EVAL = 120.0
+# measured on 2 shared CPU cores (docs/evaluation.md): 0.17 s/step with both MoEs, 0.10 dense; ~50 s per evaluation
+SECONDS_PER_STEP = 0.16
+SECONDS_PER_EVAL = 60.0
 
 
 @dataclass
@@ -78,17 +80,21 @@ def _default_records() -> Path:
     return Path(__file__).resolve().parents[3] / "data" / "faces-mini" / "records.jsonl"
 
 
-def _config(records: Path, vq: Path, steps: int, num_tokens: int, codebook: int, variant: str, toy: bool):
+def _config(records: Path, tokens: Path, steps: int, num_tokens: int, codebook: int, variant: str, toy: bool):
     from unif2ace.training.run import load_recipe
 
     _, mode, alpha, token, seq = VARIANTS[variant]
     overrides = [
         f"data.records={records}",
-        "data.tokens=''",
-        "data.encode_images=true",
-        f"data.vq_checkpoint={vq}",
+        f"data.tokens={tokens}",
         f"data.num_image_tokens={num_tokens}",
         f"model.vocab.codebook_size={codebook}",
+        # BPE-1024 trained on the split's texts: the recipe's byte tokenizer would cut ~350-character captions
+        "model.vocab.llm_vocab_size=1024",
+        "model.vocab.bos_id=0",
+        "model.vocab.eos_id=0",
+        "data.text_tokenizer=bpe:1024",
+        "data.max_text_len=128",
         f"model.token_moe.enabled={str(token).lower()}",
         f"model.seq_moe.enabled={str(seq).lower()}",
         f"train.loss.mode={mode}",
@@ -100,7 +106,7 @@ def _config(records: Path, vq: Path, steps: int, num_tokens: int, codebook: int,
         f"stages=[{{'name': 'main', 'steps': {steps}, 'lr': 0.001, 'warmup_steps': {min(10, steps)}}}]",
     ]
     if toy:
-        overrides += ["data.max_text_len=48", "data.t2i_per_batch=2", "data.mmu_per_batch=2"]
+        overrides += ["data.t2i_per_batch=2", "data.mmu_per_batch=2"]
     return load_recipe("train_tiny_cpu", overrides)
 
 
@@ -133,7 +139,8 @@ def run_ablation(out: str | Path, settings: AblationSettings | None = None, only
     items = s.eval_items or (2 if s.toy else 12)
     records = Path(s.records) if s.records else _default_records()
     vq = _vq_dir(s, out)
-    num_tokens, codebook, _ = _vq_shape(vq)
+    num_tokens, codebook, resolution = _vq_shape(vq)
+    tokens = _encode_once(records, vq, resolution, out / "tokens")
     expected = len(names) * (steps * SECONDS_PER_STEP + SECONDS_PER_EVAL)
     print(f"ablation: {len(names)} variants x {steps} steps, expected ~{expected / 60:.0f} min on 2 CPU cores")
     start = time.perf_counter()
@@ -144,7 +151,7 @@ def run_ablation(out: str | Path, settings: AblationSettings | None = None, only
             rows[name] = json.loads(done.read_text())
             continue
         t0 = time.perf_counter()
-        cfg = _config(records, vq, steps, num_tokens, codebook, name, s.toy)
+        cfg = _config(records, tokens, steps, num_tokens, codebook, name, s.toy)
         result = run_training(cfg, out / name / "run", cpu=True)
         bundle = export_bundle(result.checkpoint, vq, out / name / "bundle", recipe=RecipeInfo(steps=8))
         skip = ("edits", "meteor", "vqascore", "alignment", "attributes", "fid") if s.toy else ("edits", "meteor")
@@ -158,6 +165,19 @@ def run_ablation(out: str | Path, settings: AblationSettings | None = None, only
     atomic_write_json(out / "ablation.json", result)
     atomic_write_text(out / "ablation.md", tables + f"\nwall time: {result['wall_time_s'] / 60:.1f} min\n")
     return result
+
+
+def _encode_once(records: Path, vq: Path, resolution: int, folder: Path) -> Path:
+    """Encode every record's image once (all variants read the same codes; resumable via provenance.json)."""
+    from unif2ace.data.records import read_records
+    from unif2ace.tokenizer.vq.checkpoint import load_tokenizer
+    from unif2ace.tokenizer.vq.pretokenize import encode_to_shards
+
+    if (folder / "provenance.json").is_file():
+        return folder
+    paths = [(records.parent / r.image).resolve() for r in read_records(records)]
+    encode_to_shards(load_tokenizer(vq), paths, folder, resolution, {"folder": str(vq.resolve())}, progress=False)
+    return folder
 
 
 def _vq_dir(s: AblationSettings, out: Path) -> Path:

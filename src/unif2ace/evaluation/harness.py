@@ -179,7 +179,7 @@ def _generation(pipe, recs, recipe, root, out, groups, s, report) -> dict[str, A
     real = [_real_image(root, r) for r in recs]
     fid_fn = _fid(images, real, ids, metrics, skipped) if "fid" not in s.skip else None
     if "attributes" not in s.skip:
-        _attribute_accuracy(images, prompts, ids, per_item, metrics, skipped, report)
+        _attribute_accuracy(images, real, prompts, ids, per_item, metrics, skipped, report)
     if "alignment" not in s.skip:
         _per_image_scores("alignment", _alignment, images, prompts, ids, per_item, metrics, skipped)
     if "vqascore" not in s.skip:
@@ -214,7 +214,7 @@ def _fid(images, real, ids, metrics, skipped):
     return per_group
 
 
-def _attribute_accuracy(images, prompts, ids, per_item, metrics, skipped, report) -> None:
+def _attribute_accuracy(images, real, prompts, ids, per_item, metrics, skipped, report) -> None:
     from unif2ace.evaluation.generation import AttributeJudge
 
     try:
@@ -226,6 +226,9 @@ def _attribute_accuracy(images, prompts, ids, per_item, metrics, skipped, report
     flat = [ok for h in hits for ok in h.values()]
     metrics["attribute_accuracy"] = float(np.mean(flat)) if flat else float("nan")
     metrics["attribute_checks"] = len(flat)
+    real_hits, _ = judge.score(real, prompts)  # the same judge on the real faces the prompts describe: a ceiling
+    flat_real = [ok for h in real_hits for ok in h.values()]
+    metrics["attribute_accuracy_real_faces"] = float(np.mean(flat_real)) if flat_real else float("nan")
     by_attr: dict[str, list[bool]] = {}
     for rid, h in zip(ids, hits, strict=True):
         per_item[rid]["attribute_accuracy"] = float(np.mean(list(h.values()))) if h else None
