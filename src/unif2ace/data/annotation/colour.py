@@ -14,7 +14,7 @@ Colours are compared in CIE L*a*b* (D65). Regions (``d`` = inter-ocular distance
 * beard / moustache: chin and upper-lip regions darker than the cheeks (ΔL*) with more texture.
 
 Every threshold is an [INF] choice calibrated on the even-indexed half of the gold set; accuracy on the other half
-is in ``docs/annotation.md`` and decides which attributes are marked reliable.
+is in ``docs/data.md`` and decides which attributes are marked reliable.
 """
 
 from __future__ import annotations

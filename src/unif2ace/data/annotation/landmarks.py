@@ -12,7 +12,7 @@ inner lips 60-67. Features (all scale-free, divided by the inter-ocular distance
 * face shape from face length / cheek width and jaw width / cheek width.
 
 Thresholds were calibrated on the even-indexed half of the gold set (``data/gold``) and are reported on the
-other half in ``docs/annotation.md``.
+other half in ``docs/data.md``.
 """
 
 from __future__ import annotations
