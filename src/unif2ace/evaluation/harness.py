@@ -299,7 +299,8 @@ def _understanding(pipe, recs, s, root, out, groups, report) -> dict[str, Any]:
     refs = {rid: [by_id[rid]["caption"]] for rid in captions}
     metrics, skipped = caption_metrics(captions, refs, meteor="meteor" not in s.skip)
     report["skipped"] += skipped
-    overall, per_attr, per_item = attribute_prf(captions, by_id)
+    overall, per_attr, prf = attribute_prf(captions, by_id)
+    per_item = {rid: {f"attribute_{k}": v for k, v in m.items()} for rid, m in prf.items()}
     metrics.update({f"attribute_{k}": v for k, v in overall.items()})
     vqa = vqa_scores([t for ts in turns.values() for t in ts])
     metrics.update({f"vqa_{k}": v for k, v in vqa.items()})
@@ -425,7 +426,7 @@ def _plots(report, routing: _RoutingTap, pipe, out: Path) -> list[str]:
     pairs = [
         ("generation", "attribute_accuracy"),
         ("generation", "fid"),
-        ("understanding", "recall"),
+        ("understanding", "attribute_recall"),
         ("understanding", "vqa_yes_no_accuracy"),
         ("edits", "identity_distance"),
     ]

@@ -131,7 +131,12 @@ def plot_breakdown(report: Mapping[str, Any], metric_pairs: Sequence[tuple[str, 
     matplotlib.use("Agg", force=True)
     import matplotlib.pyplot as plt
 
-    pairs = [(s, m) for s, m in metric_pairs if (report.get(s) or {}).get("groups")]
+    def defined(section: str, metric: str) -> bool:
+        tables = (report.get(section) or {}).get("groups") or {}
+        values = [row.get(metric, float("nan")) for t in tables.values() for row in t.values()]
+        return any(v is not None and not math.isnan(v) for v in values)
+
+    pairs = [(s, m) for s, m in metric_pairs if defined(s, m)]
     if not pairs:
         return None
     fig, axes = plt.subplots(len(pairs), 3, figsize=(10, 2.4 * len(pairs)), dpi=100, squeeze=False)
