@@ -141,7 +141,7 @@ def run_ablation(out: str | Path, settings: AblationSettings | None = None, only
     vq = _vq_dir(s, out)
     num_tokens, codebook, resolution = _vq_shape(vq)
     tokens = _encode_once(records, vq, resolution, out / "tokens")
-    expected = len(names) * (steps * SECONDS_PER_STEP + SECONDS_PER_EVAL)
+    expected = len(names) * (steps * SECONDS_PER_STEP + (5.0 if s.toy else SECONDS_PER_EVAL))
     print(f"ablation: {len(names)} variants x {steps} steps, expected ~{expected / 60:.0f} min on 2 CPU cores")
     start = time.perf_counter()
     rows: dict[str, dict[str, Any]] = {}
