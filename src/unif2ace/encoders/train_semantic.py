@@ -11,6 +11,9 @@ held-out 0.13). An auxiliary loss helps the tower generalise: a linear head on t
 embedding predicts every caption-usable attribute of the record (cross-entropy per attribute, missing ones
 ignored), weighted by ``aux_weight``; the head is used for training only and not saved.
 
+Every ``eval_every`` steps the ``val`` records' retrieval@1 is measured and the best model so far is kept
+(early stopping on ``val``); ``test`` is only scored at the end.
+
 Metric (issue 3 acceptance): **held-out retrieval@1 among 100 candidates** — for each held-out face, its own
 caption and 99 captions of other records drawn with a fixed seed; a hit when the own caption has the strictly
 highest cosine score.
@@ -47,6 +50,7 @@ class TrainOptions:
         aux_weight: weight of the auxiliary attribute-prediction loss (0 = InfoNCE only).
         shift: maximum random translation in pixels at ``image_size``.
         candidates: captions per held-out query for retrieval@1.
+        eval_every: steps between ``val`` retrieval checks that keep the best model (0 = keep the last one).
         seed: seeds initialisation, batches, augmentation and the candidate draw.
         threads: torch CPU threads (0 = torch's default).
     """
@@ -59,6 +63,7 @@ class TrainOptions:
     aux_weight: float = 1.0
     shift: int = 4
     candidates: int = 100
+    eval_every: int = 100
     seed: int = 0
     threads: int = 0
 
@@ -184,8 +189,6 @@ def train_semantic(
     Raises:
         ValueError: no captions, or no training / held-out records.
     """
-    from tqdm import tqdm
-
     from unif2ace.data.captions import caption_record
     from unif2ace.data.records import read_records
 
@@ -216,36 +219,14 @@ def train_semantic(
     choices = torch.stack([canon[train_rows], *all_text[len(texts) :].view(opts.caption_variants, len(train), -1)], 1)
     images = load_images(records_file, [r.image for r in records], cfg.image_size)  # (M, 3, S, S)
 
-    heads, targets = attribute_targets(train)
-    torch.manual_seed(opts.seed)
-    gen = torch.Generator().manual_seed(opts.seed)
-    model = SemanticModel(cfg)
-    aux_head = torch.nn.Linear(cfg.joint_dim, max(1, sum(len(v) for _, v in heads)))
-    optim = _optimizer(torch.nn.ModuleList([model, aux_head]), opts)
-    bar = tqdm(range(opts.steps), desc="train-semantic", disable=not progress)
-    for step in bar:
-        for group in optim.param_groups:
-            group["lr"] = _lr(step, opts)
-        batch = torch.randperm(len(train), generator=gen)[: opts.batch_size]
-        pick = torch.randint(0, choices.shape[1], (len(batch),), generator=gen)
-        _, joint = model.image(_shift(images[train_rows[batch]], opts.shift, gen))  # (b, J)
-        nce = model.contrastive_loss(F.normalize(joint, dim=-1), model.text_embedding(choices[batch, pick]))
-        aux = _aux_loss(aux_head(joint), targets[batch], heads) if opts.aux_weight else nce * 0
-        loss = nce + opts.aux_weight * aux
-        optim.zero_grad(set_to_none=True)
-        loss.backward()
-        optim.step()
-        if step % 20 == 0:
-            bar.set_postfix(
-                nce=f"{nce.item():.3f}", aux=f"{aux.item():.3f}", T=f"{1 / model.logit_scale.exp().item():.3f}"
-            )
-
+    model, best_step = _fit(images, choices, train_rows, canon, records, train, cfg, opts, progress)
     encoder = SemanticEncoder(model, text_tower)
     report = evaluate_retrieval(encoder, images, canon, records, opts.candidates, opts.seed)
     report.update(
         records=str(records_file),
         train_faces=len(train),
         heldout_faces=len(held),
+        best_step=best_step,
         seconds=round(time.perf_counter() - start, 1),
         options=asdict(opts),
         parameters_image_tower=sum(p.numel() for p in model.image.parameters()),
@@ -255,16 +236,65 @@ def train_semantic(
     return report
 
 
+def _fit(
+    images: Tensor,
+    choices: Tensor,
+    train_rows: Tensor,
+    canon: Tensor,
+    records: list,
+    train: list,
+    cfg: SemanticConfig,
+    opts: TrainOptions,
+    progress: bool,
+) -> tuple[SemanticModel, int]:
+    """The optimisation loop; returns the model with the best ``val`` retrieval (or the last) and its step."""
+    from tqdm import tqdm
+
+    heads, targets = attribute_targets(train)
+    torch.manual_seed(opts.seed)
+    gen = torch.Generator().manual_seed(opts.seed)
+    model = SemanticModel(cfg)
+    aux_head = torch.nn.Linear(cfg.joint_dim, max(1, sum(len(v) for _, v in heads)))
+    optim = _optimizer(torch.nn.ModuleList([model, aux_head]), opts)
+    val_rows = torch.tensor([i for i, r in enumerate(records) if r.split == "val"], dtype=torch.long)
+    best = (-1.0, opts.steps, None)  # (val retrieval, step, state)
+    bar = tqdm(range(opts.steps), desc="train-semantic", disable=not progress)
+    for step in bar:
+        for group in optim.param_groups:
+            group["lr"] = _lr(step, opts)
+        batch = torch.randperm(len(train_rows), generator=gen)[: opts.batch_size]
+        pick = torch.randint(0, choices.shape[1], (len(batch),), generator=gen)
+        _, joint = model.image(_shift(images[train_rows[batch]], opts.shift, gen))  # (b, J)
+        nce = model.contrastive_loss(F.normalize(joint, dim=-1), model.text_embedding(choices[batch, pick]))
+        aux = _aux_loss(aux_head(joint), targets[batch], heads) if opts.aux_weight else nce * 0
+        loss = nce + opts.aux_weight * aux
+        optim.zero_grad(set_to_none=True)
+        loss.backward()
+        optim.step()
+        done = step + 1
+        if opts.eval_every and len(val_rows) and (done % opts.eval_every == 0 or done == opts.steps):
+            with torch.no_grad():
+                img = model.image_embedding(images[val_rows])  # (V, J)
+                score = retrieval_at_1(img, model.text_embedding(canon), val_rows, opts.candidates, opts.seed)
+            if score > best[0]:
+                best = (score, done, {k: v.clone() for k, v in model.state_dict().items()})
+            bar.set_postfix(val=f"{score:.3f}", best=f"{best[0]:.3f}@{best[1]}", nce=f"{nce.item():.3f}")
+    if best[2] is not None:
+        model.load_state_dict(best[2])
+    return model, best[1]
+
+
 @torch.no_grad()
 def evaluate_retrieval(
     encoder: SemanticEncoder, images: Tensor, text_features: Tensor, records: list, candidates: int, seed: int
 ) -> dict[str, float]:
-    """Held-out (val + test) and train retrieval@1 among ``candidates`` captions of all records."""
+    """Retrieval@1 among ``candidates`` captions of all records: held out (val + test), val, test and train."""
     img = encoder.embed_image(images)  # (M, J)
     txt = encoder.model.text_embedding(text_features)  # (M, J)
     out = {}
-    for name, keep in (("heldout", lambda r: r.split != "train"), ("train", lambda r: r.split == "train")):
-        rows = torch.tensor([i for i, r in enumerate(records) if keep(r)])
-        out[f"{name}_retrieval_at_1"] = round(retrieval_at_1(img[rows], txt, rows, candidates, seed), 4)
+    for name, splits in (("heldout", ("val", "test")), ("val", ("val",)), ("test", ("test",)), ("train", ("train",))):
+        rows = torch.tensor([i for i, r in enumerate(records) if r.split in splits], dtype=torch.long)
+        if len(rows):
+            out[f"{name}_retrieval_at_1"] = round(retrieval_at_1(img[rows], txt, rows, candidates, seed), 4)
     out["candidates"] = candidates
     return out
