@@ -231,9 +231,11 @@ def _train_semantic(args: argparse.Namespace) -> int:
 
 def _add_train_semantic(sub) -> None:
     p = sub.add_parser("train-semantic", help="train the semantic face-text encoder (LiT-style vs frozen MiniLM)")
-    p.add_argument("--records", required=True, help="captioned records (train split trains, val + test held out)")
+    p.add_argument(
+        "--records", required=True, action="append", help="captioned records (repeatable); train trains, val selects"
+    )
     p.add_argument("--out", required=True, help="output folder (model.safetensors, config.json, report.json)")
-    p.add_argument("--steps", type=int, default=1500, help="optimiser steps (default 1500)")
+    p.add_argument("--steps", type=int, default=2000, help="optimiser steps (default 2000)")
     p.add_argument("--batch-size", type=int, default=64, help="pairs per step (default 64)")
     p.add_argument("--lr", type=float, default=2e-3, help="peak learning rate (default 2e-3)")
     p.add_argument("--image-size", type=int, default=64, help="side the image tower sees (default 64)")

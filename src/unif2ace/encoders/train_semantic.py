@@ -55,11 +55,11 @@ class TrainOptions:
         threads: torch CPU threads (0 = torch's default).
     """
 
-    steps: int = 1500
+    steps: int = 2000
     batch_size: int = 64
     lr: float = 2e-3
     weight_decay: float = 0.05
-    caption_variants: int = 7
+    caption_variants: int = 3
     aux_weight: float = 1.0
     shift: int = 4
     candidates: int = 100
@@ -68,14 +68,13 @@ class TrainOptions:
     threads: int = 0
 
 
-def load_images(records_file: str | Path, image_paths: list[str], size: int) -> Tensor:
-    """``(N, 3, size, size)`` float images in ``[-1, 1]`` (paths relative to the records file's folder)."""
+def load_images(image_paths: list[Path], size: int) -> Tensor:
+    """``(N, 3, size, size)`` float images in ``[-1, 1]``."""
     from unif2ace.utils.images import load_image
 
-    root = Path(records_file).parent
     out = torch.empty(len(image_paths), 3, size, size)
-    for i, rel in enumerate(image_paths):
-        img = load_image(root / rel).convert("RGB").resize((size, size), resample=4)  # 4 = BOX (area)
+    for i, path in enumerate(image_paths):
+        img = load_image(path).convert("RGB").resize((size, size), resample=4)  # 4 = BOX (area)
         arr = torch.from_numpy(np.asarray(img).copy()).permute(2, 0, 1).float()  # (3, S, S)
         out[i] = arr / 127.5 - 1.0
     return out
@@ -166,7 +165,7 @@ def _lr(step: int, opts: TrainOptions) -> float:
 
 
 def train_semantic(
-    records_file: str | Path,
+    records_file: str | Path | list[str | Path],
     out: str | Path,
     cfg: SemanticConfig | None = None,
     opts: TrainOptions | None = None,
@@ -176,7 +175,8 @@ def train_semantic(
     """Train the semantic encoder on a captioned records file and save it to ``out``.
 
     Args:
-        records_file: records with captions (``unif2ace data caption``); needs train and val/test records.
+        records_file: records file(s) with captions (``unif2ace data caption``); together they need train and
+            val/test records (record ids must be unique across files).
         out: output folder (``model.safetensors``, ``config.json``, ``report.json``).
         cfg: model sizes (default :class:`SemanticConfig`).
         opts: training settings (default :class:`TrainOptions`).
@@ -195,13 +195,21 @@ def train_semantic(
     cfg, opts = cfg or SemanticConfig(), opts or TrainOptions()
     if opts.threads:
         torch.set_num_threads(opts.threads)
-    records = [r for r in read_records(records_file) if r.caption]
+    files = [Path(f) for f in (records_file if isinstance(records_file, list | tuple) else [records_file])]
+    records, paths = [], []
+    for file in files:
+        for rec in read_records(file):
+            if rec.caption:
+                records.append(rec)
+                paths.append(file.parent / rec.image)
+    if len({r.id for r in records}) != len(records):
+        raise ValueError(f"{', '.join(map(str, files))}: record ids repeat across the records files")
     train = [r for r in records if r.split == "train"]
     held = [r for r in records if r.split != "train"]
     if not train or not held:
         raise ValueError(
-            f"{records_file}: need captioned train and val/test records (have {len(train)} train, {len(held)} "
-            "held out); run `unif2ace data caption` first"
+            f"{', '.join(map(str, files))}: need captioned train and val/test records (have {len(train)} train, "
+            f"{len(held)} held out); run `unif2ace data caption` first"
         )
     start = time.perf_counter()
     if text_tower is None:
@@ -216,14 +224,15 @@ def train_semantic(
     canon = all_text[: len(texts)]
     index = {r.id: i for i, r in enumerate(records)}
     train_rows = torch.tensor([index[r.id] for r in train])
-    choices = torch.stack([canon[train_rows], *all_text[len(texts) :].view(opts.caption_variants, len(train), -1)], 1)
-    images = load_images(records_file, [r.image for r in records], cfg.image_size)  # (M, 3, S, S)
+    extra = all_text[len(texts) :].view(opts.caption_variants, len(train), all_text.shape[1])  # (K, Nt, text_dim)
+    choices = torch.cat([canon[train_rows, None], extra.transpose(0, 1)], 1)  # (Nt, 1 + K, text_dim)
+    images = load_images(paths, cfg.image_size)  # (M, 3, S, S)
 
     model, best_step = _fit(images, choices, train_rows, canon, records, train, cfg, opts, progress)
     encoder = SemanticEncoder(model, text_tower)
     report = evaluate_retrieval(encoder, images, canon, records, opts.candidates, opts.seed)
     report.update(
-        records=str(records_file),
+        records=[str(f) for f in files],
         train_faces=len(train),
         heldout_faces=len(held),
         best_step=best_step,

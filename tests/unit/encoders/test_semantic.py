@@ -159,3 +159,21 @@ def test_shipped_weights_load_small_and_meet_the_retrieval_target():
     assert (WEIGHTS_DIR / "model.safetensors").stat().st_size < 5 * 2**20
     report = json.loads((WEIGHTS_DIR / "config.json").read_text())["training"]
     assert report["candidates"] == 100 and report["heldout_retrieval_at_1"] >= 0.5
+
+
+def test_several_records_files(tmp_path):
+    first = _toy_corpus(tmp_path / "a")
+    second = tmp_path / "b" / "records.jsonl"
+    second.parent.mkdir()
+    from unif2ace.data.records import read_records
+
+    recs = read_records(first)
+    for r in recs:
+        r.image = f"../a/{r.image}"  # paths stay relative to their own records file
+    write_records(second, recs[-6:])
+    write_records(first, recs[:-6])
+    opts = TrainOptions(steps=2, batch_size=6, caption_variants=0, candidates=6)
+    report = train_semantic([first, second], tmp_path / "enc", TINY, opts, text_tower=HashText(), progress=False)
+    assert report["train_faces"] == 18 and report["heldout_faces"] == 6 and len(report["records"]) == 2
+    with pytest.raises(ValueError, match="record ids repeat"):
+        train_semantic([second, second], tmp_path / "enc", TINY, opts, text_tower=HashText(), progress=False)
