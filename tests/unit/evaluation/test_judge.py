@@ -2,57 +2,17 @@
 
 from __future__ import annotations
 
-import json
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-
 import pytest
 from PIL import Image
 
+from mock_openai import MockOpenAI
 from unif2ace.evaluation.judge import JudgeClient, judge_from_env, parse_score
-
-
-class MockAPI:
-    """Serves queued responses ``(status, body, headers)``; then answers ``default``. Records every request."""
-
-    def __init__(self):
-        self.queue: list[tuple[int, str, dict]] = []
-        self.default = (200, "Score: 7\nClose to the reference.", {})
-        self.requests: list[dict] = []
-        api = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self):  # noqa: N802
-                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-                api.requests.append({"path": self.path, "auth": self.headers.get("Authorization"), "body": body})
-                status, text, headers = api.queue.pop(0) if api.queue else api.default
-                payload = (
-                    text
-                    if status != 200 or text.startswith("RAW:")
-                    else json.dumps({"choices": [{"message": {"role": "assistant", "content": text}}]})
-                )
-                payload = payload.removeprefix("RAW:").encode()
-                self.send_response(status)
-                for k, v in headers.items():
-                    self.send_header(k, v)
-                self.send_header("Content-Length", str(len(payload)))
-                self.end_headers()
-                self.wfile.write(payload)
-
-            def log_message(self, *args):
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)  # port 0: a free port
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/v1"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
 
 
 @pytest.fixture
 def api():
-    server = MockAPI()
-    yield server
-    server.server.shutdown()
-    server.server.server_close()
+    with MockOpenAI(default=(200, "Score: 7\nClose to the reference.", {})) as server:
+        yield server
 
 
 @pytest.fixture
