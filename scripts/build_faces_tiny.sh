@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# Rebuild the shipped bundle src/unif2ace/weights/faces-tiny from nothing (README "The shipped model").
+# Every step is seeded; synth, annotate, caption and both trainings resume where an interrupted run stopped.
+#   RECIPE=train_faces_tiny scripts/build_faces_tiny.sh     # the full 9,000-step recipe instead of the quick one
+set -euo pipefail
+cd "$(dirname "$0")/.."
+RECIPE="${RECIPE:-train_faces_tiny_quick}"
+OUT="${OUT:-src/unif2ace/weights/faces-tiny}"
+export OMP_NUM_THREADS="${OMP_NUM_THREADS:-1}"   # one thread is faster on a CPU shared with other jobs
+
+unif2ace data synth --n 1000 --size 128 --seed 1 --out data/faces
+unif2ace data annotate data/faces/records.jsonl
+unif2ace data caption data/faces/records.jsonl --seed 0
+RESUME=""; ls -d runs/vq64/checkpoints/step-* >/dev/null 2>&1 && RESUME="--resume"
+unif2ace vq train --config vq_faces_64 --data data/faces/images --out runs/vq64 $RESUME \
+    train.max_steps=1200 train.lr=5.0e-4 train.ema_decay=0.995 loss.adversarial_start=100000 train.num_threads=1
+unif2ace vq encode data/faces/records.jsonl --tokenizer runs/vq64 --out data/faces/tokens64
+mkdir -p data/faces/features
+unif2ace data features --kind face --records data/faces/records.jsonl --out data/faces/features/face.safetensors
+unif2ace data features --kind clip --records data/faces/records.jsonl --out data/faces/features/clip.safetensors
+unif2ace train --config "$RECIPE" --out "runs/${RECIPE}"
+LAST=$(ls -d "runs/${RECIPE}"/checkpoints/step-* | sort | tail -1)
+unif2ace export "$LAST" --vq runs/vq64 --out "$OUT" --ema
+echo "bundle: $OUT"
