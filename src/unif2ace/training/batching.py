@@ -200,13 +200,15 @@ class BatchBuilder:
             image_x0=x0,
             image_masked=torch.stack([e["masked"] for e in extras]) if n_t2i else torch.zeros(0, n_img).bool(),
             mask_prob=torch.stack([e["mask_prob"] for e in extras]) if n_t2i else torch.zeros(0),
-            features=self._features(samples),
+            features=self._features(samples, n_t2i),
             num_t2i=n_t2i,
             logit_mask=logit_mask,
         )
 
-    def _features(self, samples: list[FaceSample]) -> dict[str, Tensor]:
-        return self.features_for([s.id for s in samples])
+    def _features(self, samples: list[FaceSample], n_t2i: int) -> dict[str, Tensor]:
+        """Features of the understanding rows' input faces; T2I rows get none (missing), as at generation time: the
+        face they are trained to produce is the target, and its features would leak it to the feature experts."""
+        return self.features_for([None] * n_t2i + [s.id for s in samples[n_t2i:]])
 
     def features_for(self, image_ids: list[str | None]) -> dict[str, Tensor]:
         """Encoder features for the sequence-MoE experts, name -> ``(B, T, E)`` (zeros where missing)."""

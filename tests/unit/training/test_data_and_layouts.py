@@ -182,3 +182,27 @@ def test_cfg_dropout_rate_follows_the_config(tmp_path):
     batch = builder.build(0, 0, 200, 0)
     empty = batch.valid[:, : cfg.data.max_text_len + 1].sum(1) == 3  # <|t2i|> <bos> <eos>
     assert 0.35 < empty.float().mean().item() < 0.65
+
+
+def test_t2i_rows_get_no_features_of_the_face_they_must_generate(tmp_path):
+    from unif2ace.model.encoders import FeatureCache
+
+    records, tokens = make_dataset(tmp_path)
+    cfg = tiny_config(
+        records,
+        tokens,
+        **{
+            "model.seq_moe": {"enabled": True, "feature_dims": {"clip": 4, "face": 4}},
+            "data.features": {"face": str(tmp_path / "face.safetensors")},
+            "data.t2i_per_batch": 3,
+            "data.mmu_per_batch": 3,
+        },
+    )
+    FeatureCache("face", {f"img{i:03d}": torch.full((1, 4), i + 1.0) for i in range(12)}).save(
+        tmp_path / "face.safetensors"
+    )
+    batch = build_batch_builder(cfg).build(0, 0, 3, 3)
+    feats = batch.features["face"]
+    assert feats.shape[0] == 6
+    assert feats[:3].abs().sum() == 0  # generation rows: the target face is not an input
+    assert (feats[3:].abs().sum((1, 2)) > 0).all()  # understanding rows: features of their own face
