@@ -206,8 +206,10 @@ class BatchBuilder:
         )
 
     def _features(self, samples: list[FaceSample], n_t2i: int) -> dict[str, Tensor]:
-        """Features of the understanding rows' input faces; T2I rows get none (missing), as at generation time: the
-        face they are trained to produce is the target, and its features would leak it to the feature experts."""
+        """Features of the understanding rows' input faces; T2I rows get none (missing), as at generation time.
+
+        The face a T2I row is trained to produce is its target: its features would leak it to the feature experts.
+        """
         return self.features_for([None] * n_t2i + [s.id for s in samples[n_t2i:]])
 
     def features_for(self, image_ids: list[str | None]) -> dict[str, Tensor]:
