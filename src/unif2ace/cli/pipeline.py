@@ -127,11 +127,11 @@ def _demo(args: argparse.Namespace) -> int:
 def _export(args: argparse.Namespace) -> int:
     from unif2ace.pipeline.bundle import RecipeInfo, export_bundle, read_bundle_info
 
-    recipe = RecipeInfo()
-    if args.steps is not None:
-        recipe.steps = args.steps
-    if args.guidance is not None:
-        recipe.guidance_scale = args.guidance
+    recipe = None
+    if args.steps is not None or args.guidance is not None:
+        recipe = RecipeInfo()
+        recipe.steps = recipe.steps if args.steps is None else args.steps
+        recipe.guidance_scale = recipe.guidance_scale if args.guidance is None else args.guidance
     out = export_bundle(args.checkpoint, args.vq, args.out, use_ema=args.ema, name=args.name, recipe=recipe)
     info = read_bundle_info(out)
     from unif2ace.pipeline import Unif2acePipeline

@@ -257,6 +257,8 @@ def export_bundle(
     seq = model_cfg.seq_moe
     kinds = (set(seq.und_experts) | set(seq.gen_experts)) & set(seq.feature_dims) if seq.enabled else set()
     trained_features = _recipe_features(checkpoint)
+    recipe = recipe or RecipeInfo()
+    recipe.max_new_tokens = layout.max_text_len  # answers may be as long as the texts the model was trained on
     info = BundleInfo(
         name=name or out.name,
         layout=layout,
