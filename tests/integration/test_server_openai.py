@@ -348,6 +348,9 @@ def test_full_queue_answers_503_busy_then_recovers(pipe):
         assert status == 503 and error["code"] == "busy" and "retry" in error["message"]
         assert headers["retry-after"] == "2"
         gate.set()
+        deadline = time.monotonic() + 30  # a loaded CPU may take a moment to drain the two queued jobs
+        while (app.state.worker.waiting or app.state.worker.busy) and time.monotonic() < deadline:
+            time.sleep(0.01)
         assert call(base, "POST", "/v1/images/generations", {"prompt": "a face", "steps": 2})[0] == 200
 
 
