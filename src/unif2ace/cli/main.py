@@ -10,14 +10,25 @@ import argparse
 import importlib
 import sys
 
-COMMAND_MODULES: tuple[str, ...] = ("unif2ace.cli.selftest", "unif2ace.cli.convert", "unif2ace.cli.data", "unif2ace.cli.vq", "unif2ace.cli.train", "unif2ace.cli.serve", "unif2ace.cli.pipeline", "unif2ace.cli.evaluate")
+COMMAND_MODULES: tuple[str, ...] = (
+    "unif2ace.cli.selftest",
+    "unif2ace.cli.convert",
+    "unif2ace.cli.data",
+    "unif2ace.cli.vq",
+    "unif2ace.cli.train",
+    "unif2ace.cli.serve",
+    "unif2ace.cli.pipeline",
+    "unif2ace.cli.evaluate",
+)
 
 
 def build_parser() -> argparse.ArgumentParser:
     """The full argument parser with every registered command."""
     from unif2ace import __version__
 
-    parser = argparse.ArgumentParser(prog="unif2ace", description="UniF²ace: unified face understanding and generation.")
+    parser = argparse.ArgumentParser(
+        prog="unif2ace", description="UniF²ace: unified face understanding and generation."
+    )
     parser.add_argument("--version", action="version", version=f"unif2ace {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in COMMAND_MODULES:

@@ -62,9 +62,10 @@ def _load(args: argparse.Namespace):
 
 
 def _encode(args: argparse.Namespace) -> int:
-    from unif2ace.tokenizer.vq.checkpoint import WEIGHTS_NAME, file_sha256, latest_checkpoint
+    from unif2ace.tokenizer.vq.checkpoint import WEIGHTS_NAME, latest_checkpoint
     from unif2ace.tokenizer.vq.data import collect_image_paths
     from unif2ace.tokenizer.vq.pretokenize import encode_to_shards
+    from unif2ace.utils.io import file_sha256
 
     model = _load(args)
     folder = Path(args.tokenizer)

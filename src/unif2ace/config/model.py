@@ -11,7 +11,17 @@ from dataclasses import dataclass, field
 from unif2ace.config.base import check
 
 #: Show-o's special tokens after ``[PAD]``, in the order ``UniversalPrompting`` adds them.
-SHOWO_SPECIAL_TOKENS = ("<|soi|>", "<|eoi|>", "<|sov|>", "<|eov|>", "<|t2i|>", "<|mmu|>", "<|t2v|>", "<|v2v|>", "<|lvg|>")
+SHOWO_SPECIAL_TOKENS = (
+    "<|soi|>",
+    "<|eoi|>",
+    "<|sov|>",
+    "<|eov|>",
+    "<|t2i|>",
+    "<|mmu|>",
+    "<|t2v|>",
+    "<|v2v|>",
+    "<|lvg|>",
+)
 
 #: Sequence-level expert kinds (spec §3.3).
 SEQ_EXPERT_KINDS = ("copy", "zero", "noise", "clip", "face")
@@ -104,8 +114,11 @@ class TokenMoEConfig:
     def __post_init__(self) -> None:
         check(self.num_routed >= 1, "token_moe.num_routed", "must be >= 1")
         check(self.num_shared >= 0, "token_moe.num_shared", "must be >= 0")
-        check(1 <= self.top_k <= self.num_routed, "token_moe.top_k",
-              f"{self.top_k} must be between 1 and num_routed={self.num_routed}")
+        check(
+            1 <= self.top_k <= self.num_routed,
+            "token_moe.top_k",
+            f"{self.top_k} must be between 1 and num_routed={self.num_routed}",
+        )
         check(self.routed_intermediate > 0, "token_moe.routed_intermediate", "must be positive")
         check(self.shared_intermediate > 0, "token_moe.shared_intermediate", "must be positive")
         check(self.balance_coef_und >= 0 and self.balance_coef_gen >= 0, "token_moe.balance_coef_*", "must be >= 0")
@@ -161,9 +174,16 @@ class SeqMoEConfig:
             kinds = getattr(self, name)
             check(len(kinds) >= 1, f"seq_moe.{name}", "needs at least one expert")
             for kind in kinds:
-                check(kind in SEQ_EXPERT_KINDS, f"seq_moe.{name}",
-                      f"unknown expert kind {kind!r}; choose from {', '.join(SEQ_EXPERT_KINDS)}")
-            check(1 <= self.top_k <= len(kinds), "seq_moe.top_k", f"{self.top_k} exceeds the {len(kinds)} experts of {name}")
+                check(
+                    kind in SEQ_EXPERT_KINDS,
+                    f"seq_moe.{name}",
+                    f"unknown expert kind {kind!r}; choose from {', '.join(SEQ_EXPERT_KINDS)}",
+                )
+            check(
+                1 <= self.top_k <= len(kinds),
+                "seq_moe.top_k",
+                f"{self.top_k} exceeds the {len(kinds)} experts of {name}",
+            )
         check(self.placement in ("image", "broadcast"), "seq_moe.placement", "must be 'image' or 'broadcast'")
         for kind in ("clip", "face"):
             if kind in self.und_experts or kind in self.gen_experts:
@@ -209,11 +229,17 @@ class ModelConfig:
         check(self.hidden_size > 0, "model.hidden_size", "must be positive")
         check(self.num_layers > 0, "model.num_layers", "must be positive")
         check(self.num_heads > 0, "model.num_heads", "must be positive")
-        check(self.hidden_size % self.num_heads == 0, "model.num_heads",
-              f"head dim: hidden_size={self.hidden_size} is not divisible by num_heads={self.num_heads}")
+        check(
+            self.hidden_size % self.num_heads == 0,
+            "model.num_heads",
+            f"head dim: hidden_size={self.hidden_size} is not divisible by num_heads={self.num_heads}",
+        )
         rot = int(self.head_dim * self.partial_rotary_factor)
-        check(0.0 <= self.partial_rotary_factor <= 1.0 and rot % 2 == 0, "model.partial_rotary_factor",
-              f"must be in [0, 1] and give an even rotary dim (got {rot} of head_dim {self.head_dim})")
+        check(
+            0.0 <= self.partial_rotary_factor <= 1.0 and rot % 2 == 0,
+            "model.partial_rotary_factor",
+            f"must be in [0, 1] and give an even rotary dim (got {rot} of head_dim {self.head_dim})",
+        )
         check(self.intermediate_size > 0, "model.intermediate_size", "must be positive")
         check(self.block_form in ("parallel", "sequential"), "model.block_form", "must be 'parallel' or 'sequential'")
         check(0.0 <= self.dropout < 1.0, "model.dropout", "must be in [0, 1)")

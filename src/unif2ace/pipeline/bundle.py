@@ -15,7 +15,6 @@ so a result can be traced to the exact weights that produced it.
 
 from __future__ import annotations
 
-import hashlib
 import math
 import shutil
 from dataclasses import asdict, dataclass, field
@@ -26,7 +25,7 @@ from typing import Any
 import torch
 import yaml
 
-from unif2ace.utils.io import atomic_path, atomic_write_json, load_tensors, read_json, save_tensors
+from unif2ace.utils.io import atomic_path, atomic_write_json, file_sha256, load_tensors, read_json, save_tensors
 
 __all__ = [
     "BUNDLE_FILE",
@@ -36,7 +35,6 @@ __all__ = [
     "RecipeInfo",
     "default_bundle_dir",
     "export_bundle",
-    "file_sha256",
     "read_bundle_info",
 ]
 
@@ -96,15 +94,6 @@ class BundleInfo:
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON-able data."""
         return asdict(self)
-
-
-def file_sha256(path: str | Path) -> str:
-    """Hex SHA-256 of a file."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def default_bundle_dir() -> Path:

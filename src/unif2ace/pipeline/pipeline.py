@@ -30,12 +30,13 @@ import torch
 from PIL import Image
 from torch import Tensor
 
-from unif2ace.pipeline.bundle import EXPORT_HINT, BundleInfo, default_bundle_dir, file_sha256, read_bundle_info
+from unif2ace.pipeline.bundle import EXPORT_HINT, BundleInfo, default_bundle_dir, read_bundle_info
 from unif2ace.pipeline.inputs import check_float, check_int, check_prompts, check_seed, to_pil
 from unif2ace.pipeline.outputs import GenerationOutput, TextOutput
 from unif2ace.pipeline.regions import check_regions, mask_from_input, region_pixel_mask, token_mask
 from unif2ace.pipeline.text_stream import TextStream, check_history
 from unif2ace.utils.images import from_tensor, resize_center_crop, to_tensor
+from unif2ace.utils.io import file_sha256
 
 __all__ = ["Unif2acePipeline", "select_device"]
 

@@ -13,7 +13,6 @@ Every file is written atomically; a checkpoint folder is complete once ``trainin
 
 from __future__ import annotations
 
-import hashlib
 import json
 import random
 import re
@@ -104,15 +103,6 @@ def _key_mismatch(model: torch.nn.Module, state: dict[str, torch.Tensor]) -> tup
     unexpected = sorted(k for k in state if k not in own)
     wrong = sorted(k for k in own if k in state and tuple(own[k].shape) != tuple(state[k].shape))
     return missing + [f"{k} (shape)" for k in wrong], unexpected
-
-
-def file_sha256(path: str | Path) -> str:
-    """Hex SHA-256 of a file (tokenizer provenance)."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 # ----------------------------------------------------------------------------------------------- training state
