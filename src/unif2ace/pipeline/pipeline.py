@@ -458,10 +458,7 @@ class Unif2acePipeline:
         Returns:
             :class:`TextOutput` (a list of them for a list of images).
         """
-        out = self._answer(image, self.info.layout.describe_prompt, [], max_new_tokens, seed, text_callback)
-        for item in out if isinstance(out, list) else [out]:
-            item.metadata["task"] = "caption"
-        return out
+        return self._answer("caption", image, self.info.layout.describe_prompt, [], max_new_tokens, seed, text_callback)
 
     def ask(
         self,
@@ -481,13 +478,11 @@ class Unif2acePipeline:
         if len(q) != 1:
             raise ValueError("question must be one string")
         turns = check_history(history)
-        out = self._answer(image, q[0], turns, max_new_tokens, seed, text_callback)
-        for item in out if isinstance(out, list) else [out]:
-            item.metadata["task"] = "ask"
-        return out
+        return self._answer("ask", image, q[0], turns, max_new_tokens, seed, text_callback)
 
     def _answer(
         self,
+        task: str,
         image: Any,
         question: str,
         history: list[tuple[str, str]],
@@ -530,7 +525,7 @@ class Unif2acePipeline:
             for row in range(n):
                 ids = out.ids[row, : int(out.lengths[row])].tolist()
                 text = self.layouts.decode(ids).strip()
-                meta = self._meta("answer", question=question, seed=seed, tokens=len(ids), features=used,
+                meta = self._meta(task, question=question, seed=seed, tokens=len(ids), features=used,
                                   finished=bool(out.finished[row]))  # fmt: skip
                 results.append(TextOutput(text, meta))
             stream.finish(results[0].text)
