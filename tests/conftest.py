@@ -32,3 +32,21 @@ def tiny_bundle(tmp_path_factory) -> Path:
     from unif2ace.pipeline import create_random_bundle
 
     return create_random_bundle(tmp_path_factory.mktemp("bundle") / "random-tiny", seed=0)
+
+
+@pytest.fixture(scope="module")
+def pipe(tiny_bundle):
+    """A CPU pipeline over :func:`tiny_bundle` (one per test module)."""
+    from unif2ace import Unif2acePipeline
+
+    return Unif2acePipeline.from_pretrained(tiny_bundle, device="cpu")
+
+
+@pytest.fixture(scope="module")
+def face():
+    """The first built-in example face as an RGB PIL image."""
+    from PIL import Image
+
+    from unif2ace.pipeline.demo import example_faces
+
+    return Image.open(example_faces()[0]).convert("RGB")

@@ -21,7 +21,6 @@ openai = pytest.importorskip("openai", reason="these tests use the official clie
 
 from serving_helpers import ThreadServer, b64_image, call, data_url, free_port, multipart, png_bytes  # noqa: E402
 
-from unif2ace.pipeline import Unif2acePipeline  # noqa: E402
 from unif2ace.serving import ServerSettings, create_app  # noqa: E402
 
 KEY = "test-key-123"
@@ -36,11 +35,6 @@ def _one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
-
-
-@pytest.fixture(scope="module")
-def pipe(tiny_bundle):
-    return Unif2acePipeline.from_pretrained(tiny_bundle, device="cpu")
 
 
 @pytest.fixture(scope="module")

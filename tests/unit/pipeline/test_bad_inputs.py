@@ -6,17 +6,6 @@ import torch
 from PIL import Image
 
 from unif2ace import Unif2acePipeline
-from unif2ace.pipeline.demo import example_faces
-
-
-@pytest.fixture(scope="module")
-def pipe(tiny_bundle):
-    return Unif2acePipeline.from_pretrained(tiny_bundle, device="cpu")
-
-
-@pytest.fixture(scope="module")
-def face():
-    return Image.open(example_faces()[0]).convert("RGB")
 
 
 def _corrupt_png(tmp_path):

@@ -6,14 +6,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from unif2ace import Unif2acePipeline
 from unif2ace.cli.main import main
 from unif2ace.pipeline.demo import example_faces
-
-
-@pytest.fixture(scope="module")
-def pipe(tiny_bundle):
-    return Unif2acePipeline.from_pretrained(tiny_bundle, device="cpu")
 
 
 def _png_bytes(img, tmp_path, name):

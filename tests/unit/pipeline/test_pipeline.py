@@ -11,16 +11,6 @@ from unif2ace.pipeline.demo import example_faces
 from unif2ace.utils.images import resize_center_crop
 
 
-@pytest.fixture(scope="module")
-def pipe(tiny_bundle):
-    return Unif2acePipeline.from_pretrained(tiny_bundle, device="cpu")
-
-
-@pytest.fixture(scope="module")
-def face():
-    return Image.open(example_faces()[0]).convert("RGB")
-
-
 def test_attributes(pipe, tiny_bundle):
     import hashlib
 
