@@ -132,7 +132,8 @@ def _export(args: argparse.Namespace) -> int:
         recipe = RecipeInfo()
         recipe.steps = recipe.steps if args.steps is None else args.steps
         recipe.guidance_scale = recipe.guidance_scale if args.guidance is None else args.guidance
-    out = export_bundle(args.checkpoint, args.vq, args.out, use_ema=args.ema, name=args.name, recipe=recipe)
+    out = export_bundle(args.checkpoint, args.vq, args.out, use_ema=args.ema, name=args.name, recipe=recipe,
+                       storage_dtype=args.storage_dtype)  # fmt: skip
     info = read_bundle_info(out)
     from unif2ace.pipeline import Unif2acePipeline
 
@@ -201,5 +202,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--name", default=None, help="bundle name (default: the folder name)")
     p.add_argument("--steps", type=int, default=None, help="default MaskGIT steps of the bundle")
     p.add_argument("--guidance", type=float, default=None, help="default guidance scale of the bundle")
+    p.add_argument("--storage-dtype", default="float32", choices=["float32", "float16"],
+                   help="dtype the model weights are stored in (float16 halves the file; loads as float32)")  # fmt: skip
     p.add_argument("--json", action="store_true", help="print bundle.json instead of a summary")
     p.set_defaults(func=_export)

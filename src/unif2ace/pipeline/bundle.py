@@ -154,6 +154,9 @@ def _copy_tree(src: Path, dst: Path) -> None:
     tmp.rename(dst)
 
 
+STORAGE_DTYPES = {"float32": torch.float32, "float16": torch.float16}
+
+
 def _weights(checkpoint: Path, use_ema: bool) -> tuple[dict[str, torch.Tensor], bool]:
     """Model state of a checkpoint, with the EMA shadow weights swapped in when asked and present."""
     state = load_tensors(checkpoint / "model.safetensors")
@@ -198,6 +201,7 @@ def export_bundle(
     use_ema: bool = True,
     name: str | None = None,
     recipe: RecipeInfo | None = None,
+    storage_dtype: str = "float32",
 ) -> Path:
     """Make a bundle from a training checkpoint (``training/checkpoint.py`` layout) and a VQ tokenizer folder.
 
@@ -208,6 +212,8 @@ def export_bundle(
         use_ema: take the EMA weights when the checkpoint has them.
         name: bundle name (default: the destination folder's name).
         recipe: default sampling recipe (default :class:`RecipeInfo`).
+        storage_dtype: ``float32`` or ``float16``: the dtype floating-point model weights are stored in (float16
+            halves the file; loading casts them back to the model's dtype). The image tokenizer stays float32.
 
     Returns:
         The bundle folder.
@@ -222,6 +228,8 @@ def export_bundle(
     from unif2ace.training.checkpoint import latest_checkpoint
 
     checkpoint, vq_dir, out = Path(checkpoint), Path(vq_dir), Path(out)
+    if storage_dtype not in STORAGE_DTYPES:
+        raise ValueError(f"storage dtype {storage_dtype!r} is not one of {', '.join(STORAGE_DTYPES)}")
     if not (checkpoint / "model.safetensors").is_file() and (found := latest_checkpoint(checkpoint / "checkpoints")):
         checkpoint = found
     if not (checkpoint / "model.safetensors").is_file():
@@ -236,6 +244,8 @@ def export_bundle(
     layout = _layout_from_recipe(checkpoint, vq_dir)
     _check_vq_fits(vq_dir, model_cfg.vocab.codebook_size)
     state, ema_used = _weights(checkpoint, use_ema)
+    cast = STORAGE_DTYPES[storage_dtype]
+    state = {k: v.to(cast) if v.is_floating_point() else v for k, v in state.items()}
     out.mkdir(parents=True, exist_ok=True)
     (out / BUNDLE_FILE).unlink(missing_ok=True)  # written last: a folder without it is not a (finished) bundle
     save_tensors(out / "model.safetensors", state, metadata={"format": "unif2ace"})
@@ -258,6 +268,7 @@ def export_bundle(
             "ema": ema_used,
             "vq": str(vq_dir.resolve()),
             "vq_sha256": file_sha256(vq_dir / WEIGHTS_NAME),
+            "storage_dtype": storage_dtype,
         },
     )
     write_bundle_info(out, info)

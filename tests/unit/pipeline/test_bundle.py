@@ -55,6 +55,24 @@ def test_export_with_and_without_ema(checkpoint, tiny_bundle, tmp_path):
     assert pipe.model_hash == info.model_hash and pipe.generate("A man", seed=0, steps=2).codes.shape == (1, 64)
 
 
+def test_export_float16_storage_halves_the_file_and_loads_as_float32(checkpoint, tiny_bundle, tmp_path):
+    ckpt, _, ema = checkpoint
+    full = export_bundle(ckpt, tiny_bundle / "vq", tmp_path / "f32", use_ema=True)
+    half = export_bundle(ckpt, tiny_bundle / "vq", tmp_path / "f16", use_ema=True, storage_dtype="float16")
+    ratio = (half / "model.safetensors").stat().st_size / (full / "model.safetensors").stat().st_size
+    assert 0.45 < ratio < 0.55
+    assert read_bundle_info(half).provenance["storage_dtype"] == "float16"
+    loaded = load_pretrained(half).state_dict()
+    name = next(iter(ema))
+    assert loaded[name].dtype == torch.float32  # cast back on load
+    assert torch.equal(loaded[name], ema[name].half().float())
+    pipe = Unif2acePipeline.from_pretrained(half, device="cpu")
+    assert pipe.generate("A man", seed=0, steps=2).codes.shape == (1, 64)
+    with pytest.raises(ValueError, match="storage dtype 'int8'"):
+        export_bundle(ckpt, tiny_bundle / "vq", tmp_path / "bad", storage_dtype="int8")
+    assert not (tmp_path / "bad").exists()  # refused before anything is written
+
+
 def test_export_cli_and_errors(checkpoint, tiny_bundle, tmp_path, capsys):
     from unif2ace.cli.main import main
 
