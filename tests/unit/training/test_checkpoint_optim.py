@@ -207,3 +207,19 @@ def test_ema_tracks_average_and_round_trips():
     target = nn.Linear(2, 2, bias=False)
     other.copy_to(target)
     assert torch.equal(target.weight, ema.shadow["weight"]) and other.num_updates == 1
+
+
+def test_atomic_writes_get_the_usual_file_permissions(tmp_path):
+    import os
+
+    from unif2ace.utils.io import atomic_write_json, save_tensors
+
+    umask = os.umask(0o022)
+    try:
+        save_tensors(tmp_path / "w.safetensors", {"a": torch.zeros(2)})  # safetensors recreates the file as 0600
+        atomic_write_json(tmp_path / "c.json", {"a": 1})
+    finally:
+        os.umask(umask)
+    for name in ("w.safetensors", "c.json"):
+        assert (tmp_path / name).stat().st_mode & 0o777 == 0o644, name
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["c.json", "w.safetensors"]  # no temporaries left
