@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Rebuild the shipped bundle src/unif2ace/weights/faces-tiny from nothing (README "The shipped model").
 # Every step is seeded; synth, annotate, caption and both trainings resume where an interrupted run stopped.
-#   RECIPE=train_faces_tiny scripts/build_faces_tiny.sh     # the full 9,000-step recipe instead of the quick one
+#   RECIPE=train_faces_tiny scripts/build_faces_tiny.sh     # the full 9,000-step recipe instead of quick + extend
 set -euo pipefail
 cd "$(dirname "$0")/.."
 RECIPE="${RECIPE:-train_faces_tiny_quick}"
@@ -20,5 +20,9 @@ unif2ace data features --kind face --records data/faces/records.jsonl --out data
 unif2ace data features --kind clip --records data/faces/records.jsonl --out data/faces/features/clip.safetensors
 unif2ace train --config "$RECIPE" --out "runs/${RECIPE}"
 LAST=$(ls -d "runs/${RECIPE}"/checkpoints/step-* | sort | tail -1)
-unif2ace export "$LAST" --vq runs/vq64 --out "$OUT" --ema
+if [ "$RECIPE" = train_faces_tiny_quick ]; then   # v1: 3,000 more steps from the quick run's last checkpoint
+    unif2ace train --config train_faces_tiny_extend --out runs/train_faces_tiny_extend --init-from "$LAST"
+    LAST=$(ls -d runs/train_faces_tiny_extend/checkpoints/step-* | sort | tail -1)
+fi
+unif2ace export "$LAST" --vq runs/vq64 --out "$OUT" --ema --storage-dtype float16
 echo "bundle: $OUT"
