@@ -44,9 +44,9 @@ def _accuracy(hits: list[dict[str, bool]]) -> dict[str, float | int]:
 
 def main(argv: list[str] | None = None) -> dict:
     from unif2ace.data.dataset import load_records
-    from unif2ace.utils.images import load_image
     from unif2ace.evaluation.generation import AttributeJudge
     from unif2ace.pipeline import Unif2acePipeline
+    from unif2ace.utils.images import load_image
 
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--checkpoint", default=None, help="bundle folder (default: the shipped faces-tiny)")

@@ -202,7 +202,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--name", default=None, help="bundle name (default: the folder name)")
     p.add_argument("--steps", type=int, default=None, help="default MaskGIT steps of the bundle")
     p.add_argument("--guidance", type=float, default=None, help="default guidance scale of the bundle")
-    p.add_argument("--storage-dtype", default="float32", choices=["float32", "float16"],
-                   help="dtype the model weights are stored in (float16 halves the file; loads as float32)")  # fmt: skip
+    p.add_argument(
+        "--storage-dtype",
+        default="float32",
+        choices=["float32", "float16"],
+        help="dtype the model weights are stored in (float16 halves the file, loads as float32)",
+    )
     p.add_argument("--json", action="store_true", help="print bundle.json instead of a summary")
     p.set_defaults(func=_export)

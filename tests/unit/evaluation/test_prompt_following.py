@@ -1,0 +1,40 @@
+"""benchmarks/prompt_following.py: how per-attribute and pooled prompt-following rates are aggregated."""
+
+from __future__ import annotations
+
+import importlib.util
+import math
+from pathlib import Path
+
+import pytest
+
+SCRIPT = Path(__file__).resolve().parents[3] / "benchmarks" / "prompt_following.py"
+
+
+@pytest.fixture(scope="module")
+def bench():
+    spec = importlib.util.spec_from_file_location("prompt_following", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_rates_per_attribute_mean_and_pooled(bench):
+    hits = [
+        {"gender": True, "smile": False, "face_shape": False},
+        {"gender": True, "smile": True, "eyeglasses": True},
+        {"gender": False, "beard": True},
+        {},
+    ]
+    out = bench._accuracy(hits)
+    assert out["gender"] == pytest.approx(2 / 3) and out["gender_n"] == 3
+    assert out["smile"] == 0.5 and out["eyeglasses"] == 1.0 and out["beard"] == 1.0
+    assert out["binary_mean"] == pytest.approx((2 / 3 + 0.5 + 1 + 1) / 4)  # each attribute weighs the same
+    assert out["binary_pooled"] == pytest.approx(5 / 7)  # each check weighs the same
+    assert out["all_attributes"] == pytest.approx(5 / 8)  # non-binary attributes count here only
+
+
+def test_no_judgeable_attribute_gives_nan_not_an_error(bench):
+    out = bench._accuracy([{}, {"face_shape": True}])
+    assert "gender" not in out and math.isnan(out["binary_mean"]) and math.isnan(out["binary_pooled"])
+    assert out["all_attributes"] == 1.0
