@@ -47,6 +47,7 @@ def main(argv: list[str] | None = None) -> dict:
     from unif2ace.evaluation.generation import AttributeJudge
     from unif2ace.pipeline import Unif2acePipeline
     from unif2ace.utils.images import load_image
+    from unif2ace.utils.io import atomic_write_json
 
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--checkpoint", default=None, help="bundle folder (default: the shipped faces-tiny)")
@@ -59,7 +60,6 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--out", required=True, help="JSON file to write")
     a = p.parse_args(argv)
 
-    torch.set_num_threads(max(1, torch.get_num_threads()))
     data = Path(a.data)
     recs = load_records(data, a.split)[: a.num_prompts]
     if not recs:
@@ -90,9 +90,7 @@ def main(argv: list[str] | None = None) -> dict:
         row["generate_s_per_image"] = gen_s / len(images)
         result["guidance"][str(w)] = row
         print(f"guidance {w}: " + ", ".join(f"{k} {v:.3f}" for k, v in row.items() if isinstance(v, float)))
-    out = Path(a.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(result, indent=2) + "\n")
+    atomic_write_json(a.out, result)
     print(json.dumps({k: result[k] for k in ("real_faces", "reconstructions")}, indent=1))
     return result
 

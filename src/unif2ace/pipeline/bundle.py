@@ -261,7 +261,7 @@ def export_bundle(
     info = BundleInfo(
         name=name or out.name,
         layout=layout,
-        recipe=recipe or RecipeInfo(),
+        recipe=recipe,
         features={k: trained_features.get(k) for k in sorted(kinds)},
         provenance={
             "checkpoint": str(checkpoint.resolve()),
