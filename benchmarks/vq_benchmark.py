@@ -27,6 +27,7 @@ import torch
 from unif2ace.tokenizer.vq.data import collect_image_paths
 from unif2ace.tokenizer.vq.metrics import CodebookUsage, psnr, ssim
 from unif2ace.utils.images import load_image, to_tensor
+from unif2ace.utils.io import atomic_write_json
 
 
 def load_model(args: argparse.Namespace):
@@ -49,15 +50,20 @@ def synthetic_images(count: int, size: int, seed: int = 0) -> torch.Tensor:
 def held_out_images(args: argparse.Namespace, size: int) -> tuple[torch.Tensor, list[str]]:
     if not args.data:
         return synthetic_images(args.synthetic, size), []
+    return read_images(args.data, size, args.num_images)
+
+
+def read_images(sources: list[str], size: int, limit: int) -> tuple[torch.Tensor, list[str]]:
+    """Up to ``limit`` images from folders / lists / records as ``(N, 3, size, size)``, plus the skipped files."""
     skipped = []
     tensors = []
-    for path in collect_image_paths(args.data)[: args.num_images]:
+    for path in collect_image_paths(sources)[:limit]:
         try:
             tensors.append(to_tensor(load_image(path, size)))
         except (ValueError, FileNotFoundError) as err:
             skipped.append(str(err).splitlines()[0])
     if not tensors:
-        raise SystemExit(f"no readable images in {args.data}")
+        raise SystemExit(f"no readable images in {sources}")
     return torch.stack(tensors), skipped
 
 
@@ -82,6 +88,22 @@ def quality(model, images: torch.Tensor, batch_size: int) -> dict:
         "psnr_std_db": statistics.pstdev(psnrs),
         "ssim_mean": statistics.fmean(ssims) if ssims else None,
         "codebook_size": model.codebook_size,
+        "tokens_counted": int(usage.counts.sum()),
+        "codebook_usage": stats["usage"],
+        "dead_codes": int(stats["dead_codes"]),
+        "perplexity": stats["perplexity"],
+    }
+
+
+@torch.inference_mode()
+def corpus_usage(model, images: torch.Tensor, batch_size: int) -> dict:
+    """Codebook usage over many images (e.g. the training corpus: the tokens a model learns from)."""
+    usage = CodebookUsage(model.codebook_size, window=10**9)
+    for start in range(0, len(images), batch_size):
+        usage.update(model.encode(images[start : start + batch_size]))
+    stats = usage.stats()
+    return {
+        "num_images": len(images),
         "tokens_counted": int(usage.counts.sum()),
         "codebook_usage": stats["usage"],
         "dead_codes": int(stats["dead_codes"]),
@@ -123,6 +145,12 @@ def main(argv: list[str] | None = None) -> int:
     source.add_argument("--magvit-weights", type=Path, help="MAGVIT-v2 weights (file or folder)")
     parser.add_argument("--magvit-config", type=Path, default=None, help="MAGVIT-v2 config JSON")
     parser.add_argument("--data", nargs="*", default=None, help="held-out images (folders / lists / records)")
+    parser.add_argument(
+        "--usage-data",
+        nargs="*",
+        default=None,
+        help="also count codebook usage over these images (e.g. the whole corpus; held-out sets are small)",
+    )
     parser.add_argument("--synthetic", type=int, default=16, help="synthetic images when --data is not given")
     parser.add_argument("--num-images", type=int, default=1000, help="at most this many held-out images")
     parser.add_argument("--image-size", type=int, default=None, help="default: the tokenizer's resolution")
@@ -152,11 +180,14 @@ def main(argv: list[str] | None = None) -> int:
             "cpu_count": os.cpu_count(),
         },
     }
+    if args.usage_data:
+        corpus, corpus_skipped = read_images(args.usage_data, size, 10**9)
+        report["corpus_usage"] = {"data": args.usage_data, "skipped_images": corpus_skipped}
+        report["corpus_usage"].update(corpus_usage(model, corpus, args.batch_size))
     if torch.cuda.is_available():
         report["speed"]["cuda"] = throughput(model, images, torch.device("cuda"), args.batch_size, args.repeats)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(report, indent=2) + "\n")
-    print(json.dumps({k: report[k] for k in ("quality", "speed")}, indent=2))
+    atomic_write_json(args.out, report)
+    print(json.dumps({k: report[k] for k in ("quality", "corpus_usage", "speed") if k in report}, indent=2))
     return 0
 
 

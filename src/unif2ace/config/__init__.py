@@ -14,6 +14,18 @@ from unif2ace.config.model import (
 from unif2ace.config.train import DataConfig, LossConfig, StageConfig, TrainConfig, Unif2aceConfig  # noqa: F401
 
 __all__ = [
-    "GEN", "GROUPS", "UND", "ConfigError", "ModelConfig", "ResamplerConfig", "SeqMoEConfig", "TokenMoEConfig",
-    "VocabConfig", "apply_overrides", "from_dict", "load_config", "save_config", "to_dict",
+    "GEN",
+    "GROUPS",
+    "UND",
+    "ConfigError",
+    "ModelConfig",
+    "ResamplerConfig",
+    "SeqMoEConfig",
+    "TokenMoEConfig",
+    "VocabConfig",
+    "apply_overrides",
+    "from_dict",
+    "load_config",
+    "save_config",
+    "to_dict",
 ]

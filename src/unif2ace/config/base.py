@@ -73,9 +73,14 @@ def _convert(tp: Any, value: Any, field: str) -> Any:
         return dict(value)
     if tp is float and isinstance(value, int) and not isinstance(value, bool):
         return float(value)
+    if tp is float and isinstance(value, str) and _YAML11_FLOAT.fullmatch(value.strip()):
+        return float(value)  # YAML 1.1 reads "5e-4" (no dot) as a string
     if tp in (int, float, str, bool) and not isinstance(value, tp):
         raise ConfigError(f"config field '{field}': expected {tp.__name__}, got {value!r}")
     return value
+
+
+_YAML11_FLOAT = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?")
 
 
 def from_dict(cls: type[T], data: dict[str, Any], prefix: str = "") -> T:

@@ -45,6 +45,14 @@ def test_overrides_and_unknown_names():
         load_recipe("train_tiny_cpu", ["train.sed=3"])
 
 
+def test_exponent_floats_without_a_dot_are_floats():
+    """YAML 1.1 reads ``5e-4`` as a string; float fields accept it, other strings still fail by name."""
+    cfg = load_recipe("train_tiny_cpu", ["train.ema_decay=1e-3", "train.max_grad_norm=2E1"])
+    assert cfg.train.ema_decay == pytest.approx(1e-3) and cfg.train.max_grad_norm == 20.0
+    with pytest.raises(ConfigError, match="train.max_grad_norm': expected float, got 'fast'"):
+        load_recipe("train_tiny_cpu", ["train.max_grad_norm=fast"])
+
+
 def test_accelerate_configs_parse():
     from accelerate.commands.config.config_args import load_config_from_file
 

@@ -102,3 +102,33 @@ def test_entropy_gradient_spreads_usage():
     before.entropy_loss.backward()
     after = q((z - 5.0 * z.grad).detach())
     assert after.codebook_entropy > before.codebook_entropy
+
+
+def test_joint_codebook_entropy_sees_correlated_bits():
+    """Bits that always agree use 2 of 4 codes: ``joint`` gives ln2 / 2 per bit, ``bitwise`` still ln 2."""
+    ln2 = math.log(2.0)
+    signs = torch.tensor([1.0, -1.0]).repeat(8)[:, None, None, None].expand(16, 2, 1, 1) * 20.0  # bits equal
+    bitwise = LFQuantizer(LFQConfig(codebook_dim=2))(signs)
+    joint = LFQuantizer(LFQConfig(codebook_dim=2, codebook_entropy="joint"))(signs)
+    assert bitwise.codebook_entropy.item() == pytest.approx(ln2, abs=1e-6)
+    assert joint.codebook_entropy.item() == pytest.approx(ln2 / 2, abs=1e-6)
+    assert joint.per_sample_entropy.item() == pytest.approx(bitwise.per_sample_entropy.item())
+    # independent, balanced bits: all four codes equally likely -> both forms give ln 2 per bit
+    grid = torch.tensor([[1.0, 1.0], [1.0, -1.0], [-1.0, 1.0], [-1.0, -1.0]]).repeat(4, 1)[:, :, None, None] * 20.0
+    out = LFQuantizer(LFQConfig(codebook_dim=2, codebook_entropy="joint"))(grid)
+    assert out.codebook_entropy.item() == pytest.approx(ln2, abs=1e-6)
+    # soft assignments: joint = brute-force entropy of the averaged product distribution / d
+    z = torch.randn(5, 3, 2, 2)
+    out = LFQuantizer(LFQConfig(codebook_dim=3, codebook_entropy="joint"))(z)
+    flat = z.permute(0, 2, 3, 1).reshape(-1, 3)
+    p_plus = torch.sigmoid(-((flat - 1) ** 2) + (flat + 1) ** 2)  # (N, 3)
+    codes = torch.tensor([[(c >> (2 - i)) & 1 for i in range(3)] for c in range(8)]).float()  # MSB first
+    probs = (p_plus[:, None, :] * codes + (1 - p_plus[:, None, :]) * (1 - codes)).prod(-1).mean(0)
+    torch.testing.assert_close(out.codebook_entropy, -(probs * probs.log()).sum() / 3)
+
+
+def test_joint_codebook_entropy_config_is_checked():
+    with pytest.raises(ValueError, match="codebook_entropy"):
+        LFQConfig(codebook_entropy="full")
+    with pytest.raises(ValueError, match="codebook_dim <= 16"):
+        LFQConfig(codebook_dim=18, codebook_entropy="joint")

@@ -70,9 +70,19 @@ class LFQConfig:
     """Overall weight of the commitment loss (upstream 0.1)."""
     entropy_multiplier: float = 0.1
     """Weight of the entropy penalty (per-sample entropy - codebook entropy), upstream 0.1."""
+    codebook_entropy: str = "bitwise"
+    """Codebook term of the entropy penalty: ``bitwise`` (Show-o: mean per-bit entropy of the batch-averaged bit
+    probabilities) or ``joint`` (entropy of the batch-averaged distribution over all ``2^d`` codes, divided by ``d``;
+    it also penalises correlated bits, which ``bitwise`` cannot see; needs ``d <= 16``)."""
 
     def __post_init__(self) -> None:
         check(1 <= self.codebook_dim <= 30, "codebook_dim", "must be in [1, 30] (2^d codes)")
+        check(self.codebook_entropy in ("bitwise", "joint"), "codebook_entropy", "must be 'bitwise' or 'joint'")
+        check(
+            self.codebook_entropy == "bitwise" or self.codebook_dim <= 16,
+            "codebook_entropy",
+            "'joint' enumerates all 2^d codes; use it with codebook_dim <= 16 or choose 'bitwise'",
+        )
         check(self.beta >= 0, "beta", "must be >= 0")
         check(self.commit_loss_multiplier >= 0, "commit_loss_multiplier", "must be >= 0")
         check(self.entropy_multiplier >= 0, "entropy_multiplier", "must be >= 0")

@@ -11,6 +11,10 @@ Losses (values exactly as Show-o's ``LFQuantizer``; ``N`` = number of latent vec
   ``entropy_loss = entropy_multiplier · (mean_{n,c} H[p(· | z_{n,c})] - mean_c H[mean_n p(· | z_{n,c})])``.
   The first (per-sample) term makes assignments confident, the second (codebook) term spreads usage; the codebook
   entropy is factorised over bits (a bit-wise approximation of the full ``2^d``-way entropy of the paper's Eq. 5).
+  ``codebook_entropy="joint"`` [INF] uses that full entropy instead, divided by ``d`` to keep the per-bit scale:
+  the per-token distribution over codes is the product of the per-bit ones (the softmax of ``-||z - c||^2`` over
+  ``c ∈ {-1, +1}^d`` factorises), so the per-sample term is unchanged, but the batch average is no longer a
+  product and its entropy drops when bits are correlated -- which the bit-wise term cannot detect.
 
 The straight-through estimator ``z + (q - z).detach()`` passes gradients to the encoder. Everything here runs in
 float32 with autocast disabled.
@@ -195,7 +199,10 @@ class LFQuantizer(nn.Module):
             logits = torch.stack([-((flat - 1.0) ** 2), -((flat + 1.0) ** 2)], dim=-1)  # (N, d, 2)
             sample_entropy, probs = _binary_entropy_from_logits(logits)
             per_sample = sample_entropy.mean()
-            codebook = _entropy_from_probs(probs.mean(0)).mean()  # batch-averaged (d, 2) -> (d,) -> scalar
+            if cfg.codebook_entropy == "joint":
+                codebook = self._joint_codebook_entropy(torch.log(probs.clamp_min(torch.finfo(probs.dtype).tiny)))
+            else:
+                codebook = _entropy_from_probs(probs.mean(0)).mean()  # batch-averaged (d, 2) -> (d,) -> scalar
             batch, _, height, width = z.shape
             z_q = quantised.view(batch, height, width, -1).permute(0, 3, 1, 2).contiguous()  # (B, d, h, w)
         return LFQOutput(
@@ -206,6 +213,20 @@ class LFQuantizer(nn.Module):
             per_sample_entropy=per_sample.detach(),
             codebook_entropy=codebook.detach(),
         )
+
+    def _joint_codebook_entropy(self, log_probs: torch.Tensor) -> torch.Tensor:
+        """Entropy (nats, divided by ``d``) of the batch-averaged distribution over all ``2^d`` codes.
+
+        Args:
+            log_probs: ``(N, d, 2)`` per-bit log-probabilities of bit value +1 (index 0) and -1 (index 1).
+
+        Returns:
+            scalar.
+        """
+        bits = (self.embedding > 0).float()  # (K, d): 1 where the code's bit is +1
+        log_codes = log_probs[..., 0] @ bits.T + log_probs[..., 1] @ (1.0 - bits).T  # (N, K)
+        mean_probs = torch.softmax(log_codes, dim=-1).mean(0)  # rows are already normalised; softmax is stable
+        return _entropy_from_probs(mean_probs) / self.codebook_dim
 
     def _check_latents(self, z: torch.Tensor) -> None:
         if z.dim() != 4 or z.shape[1] != self.codebook_dim:
