@@ -26,8 +26,13 @@ import torch
 BINARY = ("gender", "smile", "eyeglasses", "beard")
 
 
-def _accuracy(hits: list[dict[str, bool]]) -> dict[str, float | int]:
-    out: dict[str, float | int] = {}
+def _accuracy(hits: list[dict[str, bool]], wanted: list[dict] | None = None) -> dict:
+    """Rates per binary attribute, their mean, pooled over checks, and over every judged attribute.
+
+    With ``wanted`` (the value each prompt asks for, aligned with ``hits``), ``<attribute>_by_value`` splits each
+    binary rate by the requested value (e.g. smiling asked vs. not smiling asked).
+    """
+    out: dict = {}
     pooled: list[bool] = []
     for name in BINARY:
         vals = [h[name] for h in hits if name in h]
@@ -35,6 +40,12 @@ def _accuracy(hits: list[dict[str, bool]]) -> dict[str, float | int]:
             out[name] = float(np.mean(vals))
             out[f"{name}_n"] = len(vals)
             pooled += vals
+            if wanted is not None:
+                split: dict[str, list[bool]] = {}
+                for h, w in zip(hits, wanted, strict=True):
+                    if name in h:
+                        split.setdefault(str(w[name]), []).append(h[name])
+                out[f"{name}_by_value"] = {v: [float(np.mean(x)), len(x)] for v, x in sorted(split.items())}
     out["binary_mean"] = float(np.mean([out[n] for n in BINARY if n in out])) if pooled else float("nan")
     out["binary_pooled"] = float(np.mean(pooled)) if pooled else float("nan")
     every = [v for h in hits for v in h.values()]
@@ -44,7 +55,7 @@ def _accuracy(hits: list[dict[str, bool]]) -> dict[str, float | int]:
 
 def main(argv: list[str] | None = None) -> dict:
     from unif2ace.data.dataset import load_records
-    from unif2ace.evaluation.generation import AttributeJudge
+    from unif2ace.evaluation.generation import AttributeJudge, prompt_attributes
     from unif2ace.pipeline import Unif2acePipeline
     from unif2ace.utils.images import load_image
     from unif2ace.utils.io import atomic_write_json
@@ -68,6 +79,7 @@ def main(argv: list[str] | None = None) -> dict:
     pipe = Unif2acePipeline.from_pretrained(a.checkpoint)
     judge = AttributeJudge()
     real = [load_image(data.parent / r["image"]) for r in recs]
+    wanted = [prompt_attributes(t) for t in prompts]
     result: dict = {
         "checkpoint": str(a.checkpoint or "faces-tiny (packaged)"),
         "model_hash": pipe.model_hash,
@@ -75,8 +87,8 @@ def main(argv: list[str] | None = None) -> dict:
         "steps": a.steps or pipe.info.recipe.steps,
         "seed": a.seed,
         "host": {"cpu": platform.processor() or platform.machine(), "threads": torch.get_num_threads()},
-        "real_faces": _accuracy(judge.score(real, prompts)[0]),
-        "reconstructions": _accuracy(judge.score([pipe.reconstruct(im) for im in real], prompts)[0]),
+        "real_faces": _accuracy(judge.score(real, prompts)[0], wanted),
+        "reconstructions": _accuracy(judge.score([pipe.reconstruct(im) for im in real], prompts)[0], wanted),
         "guidance": {},
     }
     for w in a.guidance:
@@ -86,7 +98,7 @@ def main(argv: list[str] | None = None) -> dict:
             res = pipe.generate(prompts[i : i + 8], steps=a.steps, guidance_scale=w, seed=a.seed + i // 8)
             images += res.images
         gen_s = time.perf_counter() - start
-        row = _accuracy(judge.score(images, prompts)[0])
+        row = _accuracy(judge.score(images, prompts)[0], wanted)
         row["generate_s_per_image"] = gen_s / len(images)
         result["guidance"][str(w)] = row
         print(f"guidance {w}: " + ", ".join(f"{k} {v:.3f}" for k, v in row.items() if isinstance(v, float)))

@@ -13,7 +13,8 @@ unif2ace data annotate data/faces/records.jsonl
 unif2ace data caption data/faces/records.jsonl --seed 0
 RESUME=""; ls -d runs/vq64/checkpoints/step-* >/dev/null 2>&1 && RESUME="--resume"
 unif2ace vq train --config vq_faces_64 --data data/faces/images --out runs/vq64 $RESUME \
-    train.max_steps=1200 train.lr=5.0e-4 train.ema_decay=0.995 loss.adversarial_start=100000 train.num_threads=1
+    train.max_steps=1200 train.lr=5.0e-4 train.ema_decay=0.995 loss.adversarial_start=100000 train.num_threads=1 \
+    model.quantizer.codebook_entropy=bitwise   # faces-tiny v1 predates the joint entropy of the recipe
 unif2ace vq encode data/faces/records.jsonl --tokenizer runs/vq64 --out data/faces/tokens64
 mkdir -p data/faces/features
 unif2ace data features --kind face --records data/faces/records.jsonl --out data/faces/features/face.safetensors

@@ -38,3 +38,12 @@ def test_no_judgeable_attribute_gives_nan_not_an_error(bench):
     out = bench._accuracy([{}, {"face_shape": True}])
     assert "gender" not in out and math.isnan(out["binary_mean"]) and math.isnan(out["binary_pooled"])
     assert out["all_attributes"] == 1.0
+
+
+def test_rates_split_by_the_requested_value(bench):
+    hits = [{"smile": True}, {"smile": False}, {"smile": True}, {"gender": True}]
+    wanted = [{"smile": True}, {"smile": False}, {"smile": False}, {"gender": "female", "smile": True}]
+    out = bench._accuracy(hits, wanted)
+    assert out["smile_by_value"] == {"False": [0.5, 2], "True": [1.0, 1]}  # 4th image: smile not judgeable
+    assert out["gender_by_value"] == {"female": [1.0, 1]}
+    assert "smile_by_value" not in bench._accuracy(hits)
