@@ -200,7 +200,7 @@ class LFQuantizer(nn.Module):
             sample_entropy, probs = _binary_entropy_from_logits(logits)
             per_sample = sample_entropy.mean()
             if cfg.codebook_entropy == "joint":
-                codebook = self._joint_codebook_entropy(torch.log(probs.clamp_min(torch.finfo(probs.dtype).tiny)))
+                codebook = self._joint_codebook_entropy(torch.log_softmax(logits, dim=-1))
             else:
                 codebook = _entropy_from_probs(probs.mean(0)).mean()  # batch-averaged (d, 2) -> (d,) -> scalar
             batch, _, height, width = z.shape
