@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -16,12 +15,6 @@ from unif2ace.config.base import to_dict
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "unit" / "training"))
 from train_helpers import make_dataset, tiny_config  # noqa: E402
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _losses(run_dir: Path) -> list[float]:
@@ -60,10 +53,9 @@ def test_two_gloo_processes_match_one_process(tmp_path):
         sys.executable,
         "-m",
         "torch.distributed.run",
+        "--standalone",  # torchrun picks a free port itself: no race between choosing and binding one
         "--nproc_per_node",
         "2",
-        "--master_port",
-        str(_free_port()),
         "-m",
         "unif2ace",
     ]
