@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import os
 from pathlib import Path
 
@@ -50,3 +51,16 @@ def face():
     from unif2ace.pipeline.demo import example_faces
 
     return Image.open(example_faces()[0]).convert("RGB")
+
+
+@pytest.fixture(scope="session")
+def load_benchmark():
+    """Import a script of ``benchmarks/`` by file name (the folder is not a package): ``load_benchmark("x.py")``."""
+
+    def load(name: str):
+        spec = importlib.util.spec_from_file_location(Path(name).stem, REPO / "benchmarks" / name)
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        return module
+
+    return load

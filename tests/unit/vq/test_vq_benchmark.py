@@ -2,24 +2,16 @@
 
 from __future__ import annotations
 
-import importlib.util
-from pathlib import Path
-
 import pytest
 import torch
 from test_vq_model import tiny
 
 from unif2ace.tokenizer.vq.model import VQModel
 
-SCRIPT = Path(__file__).resolve().parents[3] / "benchmarks" / "vq_benchmark.py"
-
 
 @pytest.fixture(scope="module")
-def bench():
-    spec = importlib.util.spec_from_file_location("vq_benchmark", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+def bench(load_benchmark):
+    return load_benchmark("vq_benchmark.py")
 
 
 def test_corpus_usage_counts_every_token_once(bench):
