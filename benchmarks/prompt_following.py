@@ -1,6 +1,7 @@
-"""How often generated faces show the binary attributes their prompt asks for, per guidance scale.
+"""How often generated faces show the binary attributes their prompt asks for, per sampling setting.
 
-For each CFG scale, the held-out captions are generated (same seeds) and read by the face-attribute annotators
+For each CFG scale (and each MaskGIT step count / schedule / re-masking temperature given), the held-out captions
+are generated (same seeds) and read by the face-attribute annotators
 (``unif2ace.evaluation.generation.AttributeJudge``). Two ceilings are measured with the same judge: the real
 faces the captions describe, and their tokenizer reconstructions (what the image tokens can carry at all).
 
@@ -9,6 +10,9 @@ Usage::
     python benchmarks/prompt_following.py --checkpoint src/unif2ace/weights/faces-tiny \
         --data data/faces/records.jsonl --guidance 1 2 3 5 --num-prompts 48 \
         --out benchmarks/results/prompt_following.json
+
+Rows are keyed by guidance scale (``"2.0"``); a setting that differs from the bundle's recipe is appended to the key
+(``"2.0|steps=32|temperature=2.0"``) when ``--steps``, ``--schedule`` or ``--temperature`` list several values.
 """
 
 from __future__ import annotations
@@ -53,6 +57,12 @@ def _accuracy(hits: list[dict[str, bool]], wanted: list[dict] | None = None) -> 
     return out
 
 
+def _row_key(guidance: float, swept: dict[str, tuple]) -> str:
+    """``"2.0"``, plus ``|name=value`` for each setting given with more than one value on the command line."""
+    parts = [str(guidance)] + [f"{k}={v}" for k, (v, given) in swept.items() if len(given) > 1]
+    return "|".join(parts)
+
+
 def main(argv: list[str] | None = None) -> dict:
     from unif2ace.data.dataset import load_records
     from unif2ace.evaluation.generation import AttributeJudge, prompt_attributes
@@ -66,7 +76,15 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--split", default="test")
     p.add_argument("--num-prompts", type=int, default=48)
     p.add_argument("--guidance", type=float, nargs="+", default=[1.0, 2.0, 3.0, 5.0])
-    p.add_argument("--steps", type=int, default=None, help="MaskGIT steps (default: the bundle's recipe)")
+    p.add_argument("--steps", type=int, nargs="+", default=[None], help="MaskGIT steps (default: the bundle's recipe)")
+    p.add_argument("--schedule", nargs="+", default=[None], help="mask schedule(s) (default: the bundle's recipe)")
+    p.add_argument(
+        "--temperature",
+        type=float,
+        nargs="+",
+        default=[None],
+        help="re-masking temperature(s) (default: the bundle's recipe)",
+    )
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", required=True, help="JSON file to write")
     a = p.parse_args(argv)
@@ -84,24 +102,28 @@ def main(argv: list[str] | None = None) -> dict:
         "checkpoint": str(a.checkpoint or "faces-tiny (packaged)"),
         "model_hash": pipe.model_hash,
         "num_prompts": len(prompts),
-        "steps": a.steps or pipe.info.recipe.steps,
+        "recipe": {k: getattr(pipe.info.recipe, k) for k in ("steps", "guidance_scale", "schedule", "temperature")},
         "seed": a.seed,
         "host": {"cpu": platform.processor() or platform.machine(), "threads": torch.get_num_threads()},
         "real_faces": _accuracy(judge.score(real, prompts)[0], wanted),
         "reconstructions": _accuracy(judge.score([pipe.reconstruct(im) for im in real], prompts)[0], wanted),
         "guidance": {},
     }
-    for w in a.guidance:
+    grid = [(w, st, sc, t) for w in a.guidance for st in a.steps for sc in a.schedule for t in a.temperature]
+    for w, st, sc, t in grid:
         start = time.perf_counter()
         images = []
         for i in range(0, len(prompts), 8):
-            res = pipe.generate(prompts[i : i + 8], steps=a.steps, guidance_scale=w, seed=a.seed + i // 8)
+            res = pipe.generate(prompts[i : i + 8], steps=st, guidance_scale=w, schedule=sc, temperature=t,
+                                seed=a.seed + i // 8)  # fmt: skip
             images += res.images
         gen_s = time.perf_counter() - start
         row = _accuracy(judge.score(images, prompts)[0], wanted)
         row["generate_s_per_image"] = gen_s / len(images)
-        result["guidance"][str(w)] = row
-        print(f"guidance {w}: " + ", ".join(f"{k} {v:.3f}" for k, v in row.items() if isinstance(v, float)))
+        row["settings"] = {k: res.metadata[k] for k in ("steps", "guidance_scale", "schedule", "temperature")}
+        key = _row_key(w, {"steps": (st, a.steps), "schedule": (sc, a.schedule), "temperature": (t, a.temperature)})
+        result["guidance"][key] = row
+        print(f"{key}: " + ", ".join(f"{k} {v:.3f}" for k, v in row.items() if isinstance(v, float)))
     atomic_write_json(a.out, result)
     print(json.dumps({k: result[k] for k in ("real_faces", "reconstructions")}, indent=1))
     return result

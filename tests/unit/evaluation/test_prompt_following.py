@@ -40,3 +40,11 @@ def test_rates_split_by_the_requested_value(bench):
     assert out["smile_by_value"] == {"False": [0.5, 2], "True": [1.0, 1]}  # 4th image: smile not judgeable
     assert out["gender_by_value"] == {"female": [1.0, 1]}
     assert "smile_by_value" not in bench._accuracy(hits)
+
+
+def test_row_keys_name_only_the_swept_settings(bench):
+    assert bench._row_key(2.0, {"steps": (None, [None]), "temperature": (None, [None])}) == "2.0"
+    key = bench._row_key(
+        1.5, {"steps": (32, [16, 32]), "schedule": ("cosine", ["cosine"]), "temperature": (2.0, [1.0, 2.0])}
+    )
+    assert key == "1.5|steps=32|temperature=2.0"
