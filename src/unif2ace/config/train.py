@@ -51,6 +51,11 @@ class DataConfig:
     """Question used for captioning samples (spec §5, [INF])."""
     cond_dropout_prob: float = 0.1
     """Classifier-free-guidance dropout: probability that a T2I caption is replaced by the empty prompt."""
+    t2i_balance: list[str] = field(default_factory=list)
+    """Attributes whose values the T2I stream evens out (e.g. ``[smile, eyeglasses]``): faces with a rarer value
+    are drawn more often per epoch (``unif2ace.data.dataset.balance_repeats``); empty = every face once."""
+    t2i_balance_max_repeat: int = 4
+    """Most times one face is drawn per T2I epoch under ``t2i_balance``."""
     encode_images: bool = False
     """Re-encode images with the VQ tokenizer at every step instead of reading token shards (slow)."""
     vq_checkpoint: str = ""
@@ -71,6 +76,12 @@ class DataConfig:
         check(self.vqa_max_turns >= 1, "data.vqa_max_turns", "must be >= 1")
         check(0.0 <= self.cond_dropout_prob < 1.0, "data.cond_dropout_prob", "must be in [0, 1)")
         check(self.num_workers >= 0, "data.num_workers", "must be >= 0")
+        check(self.t2i_balance_max_repeat >= 1, "data.t2i_balance_max_repeat", "must be >= 1")
+        check(
+            all(isinstance(a, str) and a for a in self.t2i_balance),
+            "data.t2i_balance",
+            "must be a list of attribute names, e.g. [smile, eyeglasses]",
+        )
         check(
             not self.encode_images or bool(self.vq_checkpoint),
             "data.vq_checkpoint",

@@ -26,6 +26,7 @@ __all__ = [
     "FaceSample",
     "TokenRecordDataset",
     "TokenStore",
+    "balance_repeats",
     "load_records",
     "resolve_image_path",
     "sample_seed",
@@ -53,19 +54,28 @@ class EpochOrder:
         seed: base seed of the run.
         stream: stream name (``"t2i"`` / ``"mmu"``).
         shuffle: False keeps the natural order (epoch after epoch).
+        repeats: optional per-item counts (length ``size``, each >= 1): an epoch then visits item ``i``
+            ``repeats[i]`` times (see :func:`balance_repeats`); None visits each item once.
     """
 
-    def __init__(self, size: int, seed: int, stream: str, shuffle: bool = True) -> None:
+    def __init__(
+        self, size: int, seed: int, stream: str, shuffle: bool = True, repeats: Sequence[int] | None = None
+    ) -> None:
         if size <= 0:
             raise ValueError(f"the {stream} stream has no items; check data.records, data.split and data.tokens")
-        self.size, self.seed, self.stream, self.shuffle = size, seed, stream, shuffle
+        if repeats is not None and (len(repeats) != size or min(repeats) < 1):
+            raise ValueError(f"the {stream} stream's repeats must be {size} counts >= 1")
+        self.items = torch.arange(size) if repeats is None else torch.repeat_interleave(
+            torch.arange(size), torch.as_tensor(list(repeats))
+        )  # fmt: skip
+        self.size, self.seed, self.stream, self.shuffle = len(self.items), seed, stream, shuffle
         self._cache: tuple[int, Tensor] | None = None
 
     def _perm(self, epoch: int) -> Tensor:
         if self._cache is None or self._cache[0] != epoch:
             gen = torch.Generator().manual_seed(sample_seed(self.seed, self.stream, epoch, 0xE))
             perm = torch.randperm(self.size, generator=gen) if self.shuffle else torch.arange(self.size)
-            self._cache = (epoch, perm)
+            self._cache = (epoch, self.items[perm])
         return self._cache[1]
 
     def index(self, position: int) -> int:
@@ -76,6 +86,41 @@ class EpochOrder:
     def indices(self, start: int, count: int) -> list[int]:
         """Items at positions ``start .. start + count - 1``."""
         return [self.index(p) for p in range(start, start + count)]
+
+
+def balance_repeats(records: Sequence[dict[str, Any]], attributes: Sequence[str], max_repeat: int) -> list[int]:
+    """Per-record visit counts that even out the values of ``attributes`` in a sample stream.
+
+    For each attribute, a record whose value occurs ``c`` times (among the records that have the attribute) gets
+    the factor ``c_max / c``, with ``c_max`` the count of the attribute's most common value; its count is the
+    largest factor over ``attributes``, rounded, clipped to ``[1, max_repeat]``. Records without any of the
+    attributes keep 1. E.g. 600 smiling and 200 not-smiling faces give the 200 a count of 3.
+
+    Args:
+        records: FaceRecord dicts (``attributes.<name>.value``).
+        attributes: attribute names to balance (e.g. ``["smile", "eyeglasses"]``).
+        max_repeat: the largest count (>= 1).
+
+    Returns:
+        One int per record.
+    """
+
+    def value(rec: dict[str, Any], name: str) -> str | None:
+        attr = (rec.get("attributes") or {}).get(name)
+        return None if not isinstance(attr, dict) or attr.get("value") is None else str(attr["value"])
+
+    factors = [1.0] * len(records)
+    for name in attributes:
+        values = [value(r, name) for r in records]
+        counts: dict[str, int] = {}
+        for v in values:
+            if v is not None:
+                counts[v] = counts.get(v, 0) + 1
+        if not counts:
+            continue
+        most = max(counts.values())
+        factors = [f if v is None else max(f, most / counts[v]) for f, v in zip(factors, values, strict=True)]
+    return [int(min(max_repeat, max(1, round(f)))) for f in factors]
 
 
 @dataclass

@@ -22,7 +22,7 @@ from torch import Tensor
 
 from unif2ace.config.model import GEN, UND
 from unif2ace.config.train import Unif2aceConfig
-from unif2ace.data.dataset import EpochOrder, FaceSample, TokenRecordDataset, sample_seed
+from unif2ace.data.dataset import EpochOrder, FaceSample, TokenRecordDataset, balance_repeats, sample_seed
 from unif2ace.losses.corruption import IGNORE_INDEX, mask_tokens
 from unif2ace.losses.schedules import get_mask_schedule
 from unif2ace.model.interfaces import RoutingContext
@@ -123,7 +123,12 @@ class BatchBuilder:
         self.cfg, self.dataset, self.layouts = cfg, dataset, layouts
         self.seed = cfg.train.seed
         self.schedule = get_mask_schedule(cfg.train.loss.mask_schedule)
-        self.orders = {k: EpochOrder(len(dataset), self.seed, k) for k in ("t2i", "mmu")}
+        balance = cfg.data.t2i_balance
+        repeats = balance_repeats(dataset.records, balance, cfg.data.t2i_balance_max_repeat) if balance else None
+        self.orders = {
+            "t2i": EpochOrder(len(dataset), self.seed, "t2i", repeats=repeats),
+            "mmu": EpochOrder(len(dataset), self.seed, "mmu"),
+        }
         self.feature_dims = dict(feature_dims or {})
         self.feature_caches = dict(feature_caches or {})
 

@@ -9,7 +9,14 @@ import torch
 from train_helpers import make_dataset, tiny_config
 
 from unif2ace.config.model import VocabConfig
-from unif2ace.data.dataset import EpochOrder, TokenRecordDataset, TokenStore, load_records, sample_seed
+from unif2ace.data.dataset import (
+    EpochOrder,
+    TokenRecordDataset,
+    TokenStore,
+    balance_repeats,
+    load_records,
+    sample_seed,
+)
 from unif2ace.losses.corruption import IGNORE_INDEX
 from unif2ace.tokenizer.text import ByteTokenizer
 from unif2ace.training.batching import batch_loader
@@ -27,6 +34,38 @@ def test_epoch_order_is_a_permutation_per_epoch_and_deterministic():
     assert EpochOrder(7, seed=3, stream="t2i").indices(0, 14) == order.indices(0, 14)
     assert EpochOrder(7, seed=3, stream="mmu").indices(0, 7) != first
     assert sample_seed(1, "t2i", 5) == sample_seed(1, "t2i", 5) != sample_seed(1, "t2i", 6)
+
+
+def test_repeats_visit_each_item_that_often_per_epoch_and_none_keeps_the_plain_order():
+    plain = EpochOrder(5, seed=3, stream="t2i")
+    assert EpochOrder(5, seed=3, stream="t2i", repeats=[1] * 5).indices(0, 10) == plain.indices(0, 10)
+    order = EpochOrder(5, seed=3, stream="t2i", repeats=[1, 3, 1, 2, 1])
+    assert order.size == 8
+    for epoch in range(3):
+        seen = order.indices(8 * epoch, 8)
+        assert [seen.count(i) for i in range(5)] == [1, 3, 1, 2, 1]
+    assert order.indices(0, 16) == EpochOrder(5, seed=3, stream="t2i", repeats=[1, 3, 1, 2, 1]).indices(0, 16)
+    with pytest.raises(ValueError, match="repeats"):
+        EpochOrder(3, seed=0, stream="t2i", repeats=[1, 0, 1])
+
+
+def test_balance_repeats_evens_out_attribute_values():
+    def rec(**attrs):
+        return {"attributes": {k: {"value": v, "confidence": 1.0} for k, v in attrs.items()}}
+
+    records = [rec(smile=True)] * 6 + [rec(smile=False)] * 2 + [rec(smile=True, eyeglasses=True)] + [rec()]
+    records += [rec(smile=True, eyeglasses=False)] * 4
+    # smile: 11 True vs 2 False -> factor 5.5, clipped to 4; eyeglasses: 4 False vs 1 True -> 4
+    assert balance_repeats(records, ["smile"], max_repeat=4) == [1] * 6 + [4, 4] + [1, 1] + [1] * 4
+    assert balance_repeats(records, ["smile"], max_repeat=10) == [1] * 6 + [6, 6] + [1, 1] + [1] * 4  # round(5.5)
+    assert balance_repeats(records, ["smile", "eyeglasses"], 4)[8] == 4  # the largest factor over attributes
+    assert balance_repeats(records, ["hat"], 4) == [1] * len(records)  # nobody has it: unchanged
+    counts = balance_repeats(records, ["smile"], 100)
+    kept = {
+        v: sum(c for c, r in zip(counts, records, strict=True) if r["attributes"].get("smile", {}).get("value") is v)
+        for v in (True, False)
+    }
+    assert abs(kept[True] - kept[False]) <= 1  # unclipped: both values drawn about equally often
 
 
 def test_token_store_joins_records_by_image_path(tmp_path):
@@ -206,3 +245,22 @@ def test_t2i_rows_get_no_features_of_the_face_they_must_generate(tmp_path):
     assert feats.shape[0] == 6
     assert feats[:3].abs().sum() == 0  # generation rows: the target face is not an input
     assert (feats[3:].abs().sum((1, 2)) > 0).all()  # understanding rows: features of their own face
+
+
+def test_t2i_balance_draws_faces_with_rare_attribute_values_more_often(tmp_path):
+    import json
+
+    from unif2ace.config.base import ConfigError
+
+    records, tokens = make_dataset(tmp_path)
+    rows = [json.loads(line) for line in records.read_text().splitlines()]
+    for i, r in enumerate(rows):  # 9 smiling, 3 not
+        r["attributes"] = {"smile": {"value": i % 4 != 0, "confidence": 1.0}}
+    records.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    builder = build_batch_builder(tiny_config(records, tokens, **{"data.t2i_balance": ["smile"]}))
+    order = builder.orders["t2i"]
+    assert order.size == 18 and builder.orders["mmu"].size == 12  # MMU keeps the plain order
+    epoch = [builder.dataset.records[i]["attributes"]["smile"]["value"] for i in order.indices(0, 18)]
+    assert epoch.count(False) == epoch.count(True) == 9
+    with pytest.raises(ConfigError, match="t2i_balance_max_repeat"):
+        tiny_config(records, tokens, **{"data.t2i_balance_max_repeat": 0})
