@@ -103,6 +103,9 @@ def balance_repeats(records: Sequence[dict[str, Any]], attributes: Sequence[str]
 
     Returns:
         One int per record.
+
+    Raises:
+        ValueError: no record has one of ``attributes`` (a misspelt name would otherwise balance nothing).
     """
 
     def value(rec: dict[str, Any], name: str) -> str | None:
@@ -117,7 +120,10 @@ def balance_repeats(records: Sequence[dict[str, Any]], attributes: Sequence[str]
             if v is not None:
                 counts[v] = counts.get(v, 0) + 1
         if not counts:
-            continue
+            known = sorted({k for r in records for k in (r.get("attributes") or {})})
+            raise ValueError(
+                f"data.t2i_balance: no record has attribute {name!r}; the records have {', '.join(known) or 'none'}"
+            )
         most = max(counts.values())
         factors = [f if v is None else max(f, most / counts[v]) for f, v in zip(factors, values, strict=True)]
     return [int(min(max_repeat, max(1, round(f)))) for f in factors]

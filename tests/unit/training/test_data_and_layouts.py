@@ -59,7 +59,8 @@ def test_balance_repeats_evens_out_attribute_values():
     assert balance_repeats(records, ["smile"], max_repeat=4) == [1] * 6 + [4, 4] + [1, 1] + [1] * 4
     assert balance_repeats(records, ["smile"], max_repeat=10) == [1] * 6 + [6, 6] + [1, 1] + [1] * 4  # round(5.5)
     assert balance_repeats(records, ["smile", "eyeglasses"], 4)[8] == 4  # the largest factor over attributes
-    assert balance_repeats(records, ["hat"], 4) == [1] * len(records)  # nobody has it: unchanged
+    with pytest.raises(ValueError, match="no record has attribute 'hat'; the records have eyeglasses, smile"):
+        balance_repeats(records, ["hat"], 4)  # a misspelt or absent name is an error, not a silent no-op
     counts = balance_repeats(records, ["smile"], 100)
     kept = {
         v: sum(c for c, r in zip(counts, records, strict=True) if r["attributes"].get("smile", {}).get("value") is v)
