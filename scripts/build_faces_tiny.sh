@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Rebuild the shipped bundle src/unif2ace/weights/faces-tiny from nothing (README "The shipped model").
 # Every step is seeded; synth, annotate, caption and both trainings resume where an interrupted run stopped.
-#   RECIPE=train_faces_tiny scripts/build_faces_tiny.sh     # the full 9,000-step recipe instead of quick + extend
+#   RECIPE=train_faces_tiny scripts/build_faces_tiny.sh     # the full 9,000-step recipe instead of quick + extend + v2
 set -euo pipefail
 cd "$(dirname "$0")/.."
 RECIPE="${RECIPE:-train_faces_tiny_quick}"
@@ -24,6 +24,18 @@ LAST=$(ls -d "runs/${RECIPE}"/checkpoints/step-* | sort | tail -1)
 if [ "$RECIPE" = train_faces_tiny_quick ]; then   # v1: 3,000 more steps from the quick run's last checkpoint
     unif2ace train --config train_faces_tiny_extend --out runs/train_faces_tiny_extend --init-from "$LAST"
     LAST=$(ls -d runs/train_faces_tiny_extend/checkpoints/step-* | sort | tail -1)
+    # v2: 1,000 faces more (the first 1,000 and their splits unchanged), then 1,000 steps from the v1 bundle
+    unif2ace export "$LAST" --vq runs/vq64 --out runs/faces-tiny-v1 --ema --storage-dtype float16
+    unif2ace data synth --n 2000 --size 128 --seed 1 --out data/faces
+    unif2ace data annotate data/faces/records.jsonl
+    unif2ace data caption data/faces/records.jsonl --seed 0
+    unif2ace vq encode data/faces/records.jsonl --tokenizer runs/vq64 --out data/faces/tokens64_2k
+    mkdir -p data/faces/features2k
+    unif2ace data features --kind face --records data/faces/records.jsonl --out data/faces/features2k/face.safetensors
+    unif2ace data features --kind clip --records data/faces/records.jsonl --out data/faces/features2k/clip.safetensors
+    unif2ace train --config train_faces_tiny_v2 --out runs/train_faces_tiny_v2 --init-from runs/faces-tiny-v1 \
+        data.text_tokenizer=runs/faces-tiny-v1/tokenizer/tokenizer.json
+    LAST=$(ls -d runs/train_faces_tiny_v2/checkpoints/step-* | sort | tail -1)
 fi
 unif2ace export "$LAST" --vq runs/vq64 --out "$OUT" --ema --storage-dtype float16
 echo "bundle: $OUT"
