@@ -158,21 +158,52 @@ def _split_override(text: str) -> tuple[str, Any]:
 def load_config(cls: type[T], path: str | Path, overrides: list[str] | None = None) -> T:
     """Load a YAML or JSON config file into dataclass ``cls`` and apply overrides.
 
+    A file may start from another one with a top-level ``base: OTHER.yaml`` key (a path relative to the file's own
+    folder, or absolute): the base is loaded first (bases may chain) and the file's own values are merged over it —
+    mappings key by key, everything else (scalars, lists such as ``stages``) replaced whole.
+
     Raises:
-        FileNotFoundError: the file does not exist (message names it).
-        ConfigError: the file is malformed or a value is invalid.
+        FileNotFoundError: the file or one of its bases does not exist (message names it).
+        ConfigError: a file is malformed, the ``base`` chain loops, or a value is invalid.
     """
-    path = Path(path)
+    data = _read_config_file(Path(path), ())
+    cfg = from_dict(cls, data)
+    return apply_overrides(cfg, overrides) if overrides else cfg
+
+
+def _read_config_file(path: Path, chain: tuple[Path, ...]) -> dict[str, Any]:
+    """Read one config file into a mapping, resolving its ``base`` chain."""
     if not path.is_file():
-        raise FileNotFoundError(f"config file not found: {path}")
+        via = f" (the base of {chain[-1]})" if chain else ""
+        raise FileNotFoundError(f"config file not found: {path}{via}")
     try:
         data = yaml.safe_load(path.read_text()) if path.suffix in (".yaml", ".yml") else json.loads(path.read_text())
     except (yaml.YAMLError, json.JSONDecodeError) as err:
         raise ConfigError(f"config file {path} is not valid YAML/JSON: {str(err).splitlines()[0]}") from None
     if not isinstance(data, dict):
         raise ConfigError(f"config file {path} must hold a mapping at the top level")
-    cfg = from_dict(cls, data)
-    return apply_overrides(cfg, overrides) if overrides else cfg
+    if "base" not in data:
+        return data
+    base = data.pop("base")
+    if not isinstance(base, str) or not base:
+        raise ConfigError(f"config file {path}: 'base' must be a file name or path, got {base!r}")
+    base_path = Path(base) if Path(base).is_absolute() else path.parent / base
+    resolved = tuple(p.resolve() for p in (*chain, path))
+    if base_path.resolve() in resolved:
+        loop = " -> ".join(p.name for p in (*chain, path, base_path))
+        raise ConfigError(f"config file {path}: the 'base' chain loops ({loop}); remove one 'base' key")
+    return _merge_mappings(_read_config_file(base_path, (*chain, path)), data)
+
+
+def _merge_mappings(base: dict[str, Any], top: dict[str, Any]) -> dict[str, Any]:
+    """``top`` over ``base``: nested mappings merge key by key, any other value replaces the base's."""
+    merged = dict(base)
+    for key, value in top.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = _merge_mappings(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
 
 
 def save_config(cfg: Any, path: str | Path) -> None:

@@ -117,3 +117,44 @@ def test_bpe_tokenizer_is_trained_once_and_shipped_in_checkpoints(tmp_path):
     assert len(shipped.encode(caption)) < len(caption.encode())  # merges were learned from the captions
     run_training(cfg, tmp_path / "run", model_factory=model_factory(), cpu=True)  # resume: same tokenizer file
     assert trained.stat().st_mtime_ns == stamp
+
+
+def test_base_chain_merges_mappings_and_replaces_lists(tmp_path):
+    from unif2ace.config.base import load_config
+    from unif2ace.config.train import Unif2aceConfig
+
+    shipped = resolve_config_path("train_faces_tiny")
+    (tmp_path / "mid.yaml").write_text(
+        f"base: {shipped}\ntrain: {{seed: 5}}\ndata: {{features: {{clip: c.safetensors}}}}\n"
+        "stages:\n  - {name: only, steps: 7, lr: 0.001}\n"
+    )
+    (tmp_path / "top.yaml").write_text("base: mid.yaml\ntrain: {ema_decay: 0.9}\n")
+    cfg = load_config(Unif2aceConfig, tmp_path / "top.yaml")
+    full = load_recipe("train_faces_tiny")
+    assert cfg.train.seed == 5 and cfg.train.ema_decay == 0.9  # both levels applied
+    assert cfg.train.log_every == full.train.log_every and cfg.model == full.model  # the rest from the base
+    assert cfg.data.features == {"clip": "c.safetensors", "face": full.data.features["face"]}  # merged key by key
+    assert [s.name for s in cfg.stages] == ["only"] and cfg.total_steps == 7  # lists replaced whole
+
+
+def test_shipped_variants_equal_their_base_but_for_what_they_state():
+    base, v2, v3 = (load_recipe(n) for n in ("train_faces_tiny_extend", "train_faces_tiny_v2", "train_faces_tiny_v3"))
+    assert v2.model == base.model and v2.train == base.train and v3.train == v2.train
+    assert (v2.data.tokens, v3.data.tokens) == ("data/faces/tokens64_2k", "data/faces/tokens64_4k")
+    assert (v2.total_steps, v3.total_steps) == (1000, 1500)
+
+
+def test_base_errors_name_the_file(tmp_path):
+    from unif2ace.config.base import load_config
+    from unif2ace.config.train import Unif2aceConfig
+
+    (tmp_path / "a.yaml").write_text("base: b.yaml\n")
+    (tmp_path / "b.yaml").write_text("base: a.yaml\n")
+    with pytest.raises(ConfigError, match=r"loops \(a.yaml -> b.yaml -> a.yaml\)"):
+        load_config(Unif2aceConfig, tmp_path / "a.yaml")
+    (tmp_path / "c.yaml").write_text("base: missing.yaml\n")
+    with pytest.raises(FileNotFoundError, match=r"missing.yaml \(the base of .*c.yaml\)"):
+        load_config(Unif2aceConfig, tmp_path / "c.yaml")
+    (tmp_path / "d.yaml").write_text("base: [x]\n")
+    with pytest.raises(ConfigError, match="'base' must be a file name"):
+        load_config(Unif2aceConfig, tmp_path / "d.yaml")
