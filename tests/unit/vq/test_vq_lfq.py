@@ -132,3 +132,21 @@ def test_joint_codebook_entropy_config_is_checked():
         LFQConfig(codebook_entropy="full")
     with pytest.raises(ValueError, match="codebook_dim <= 16"):
         LFQConfig(codebook_dim=18, codebook_entropy="joint")
+
+
+@pytest.mark.parametrize("d", [1, 4, 13])
+def test_joint_codebook_entropy_factorised_equals_the_full_code_table(d):
+    """The split-bits form gives the entropy of the explicit ``(N, 2^d)`` table and the same gradient for the
+    per-bit logits (the two differ only along the normalisation direction, which ``log_softmax`` removes)."""
+    torch.manual_seed(d)
+    q = LFQuantizer(LFQConfig(codebook_dim=d, codebook_entropy="joint"))
+    logits = (torch.randn(40, d, 2) * 2).requires_grad_()
+    log_probs = torch.log_softmax(logits, dim=-1)
+    fast = q._joint_codebook_entropy(log_probs)
+    (grad_fast,) = torch.autograd.grad(fast, logits, retain_graph=True)
+    bits = (q.embedding > 0).float()  # (2^d, d), code order
+    table = torch.softmax(log_probs[..., 0] @ bits.T + log_probs[..., 1] @ (1.0 - bits).T, dim=-1).mean(0)
+    full = -(table * table.clamp_min(1e-38).log()).sum() / d
+    (grad_full,) = torch.autograd.grad(full, logits)
+    torch.testing.assert_close(fast, full, rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(grad_fast, grad_full, rtol=1e-4, atol=1e-6)

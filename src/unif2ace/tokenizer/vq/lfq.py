@@ -109,6 +109,16 @@ def _entropy_from_probs(probs: torch.Tensor) -> torch.Tensor:
     return -(probs * torch.log(probs.clamp_min(torch.finfo(probs.dtype).tiny))).sum(-1)
 
 
+def _partial_code_probs(log_probs: torch.Tensor) -> torch.Tensor:
+    """Probabilities ``(N, 2^m)`` of every value of ``m`` bits (first bit = MSB) from per-bit ``(N, m, 2)`` log-probs.
+
+    Index 0 of the last axis is the log-probability of bit value +1 (code bit 1). ``m = 0`` gives ones ``(N, 1)``.
+    """
+    m = log_probs.shape[1]
+    bits = _bits(torch.arange(2**m, device=log_probs.device), m).to(log_probs.dtype)  # (2^m, m)
+    return torch.exp(log_probs[..., 0] @ bits.T + log_probs[..., 1] @ (1.0 - bits).T)
+
+
 class LFQuantizer(nn.Module):
     """Lookup-free quantiser with ``2^d`` implicit codes; buffers named as upstream (``embedding``, ``power_vals``).
 
@@ -217,15 +227,22 @@ class LFQuantizer(nn.Module):
     def _joint_codebook_entropy(self, log_probs: torch.Tensor) -> torch.Tensor:
         """Entropy (nats, divided by ``d``) of the batch-averaged distribution over all ``2^d`` codes.
 
+        A token's distribution over codes is the product of its per-bit ones, so it factorises over any split of the
+        bits: with ``P_hi`` ``(N, 2^h)`` over the first ``h`` (most significant) bits and ``P_lo`` ``(N, 2^(d-h))``
+        over the rest, the batch average is ``P_hi^T P_lo / N`` laid out row-major -- code order, since channel 0 is
+        the MSB. One ``(2^h, N) @ (N, 2^(d-h))`` product replaces the ``(N, 2^d)`` table (same values; at
+        ``d = 13`` and 1,024 tokens ~10x faster forward and backward and 40x less memory).
+
         Args:
             log_probs: ``(N, d, 2)`` per-bit log-probabilities of bit value +1 (index 0) and -1 (index 1).
 
         Returns:
             scalar.
         """
-        bits = (self.embedding > 0).float()  # (K, d): 1 where the code's bit is +1
-        log_codes = log_probs[..., 0] @ bits.T + log_probs[..., 1] @ (1.0 - bits).T  # (N, K)
-        mean_probs = torch.softmax(log_codes, dim=-1).mean(0)  # rows are already normalised; softmax is stable
+        high = (self.codebook_dim + 1) // 2
+        p_high = _partial_code_probs(log_probs[:, :high])  # (N, 2^h)
+        p_low = _partial_code_probs(log_probs[:, high:])  # (N, 2^(d-h))
+        mean_probs = (p_high.T @ p_low).reshape(-1) / log_probs.shape[0]  # (2^d,) in code order
         return _entropy_from_probs(mean_probs) / self.codebook_dim
 
     def _check_latents(self, z: torch.Tensor) -> None:
