@@ -126,3 +126,10 @@ def test_shipped_configs_load():
     c128 = load_config(VQConfig, resolve_config_path("vq_faces_128"))
     assert (c64.data.image_size, c64.model.downsample_factor, c64.model.latent_size) == (64, 8, 8)
     assert (c128.data.image_size, c128.model.downsample_factor, c128.model.latent_size) == (128, 16, 8)
+    c8k = load_config(VQConfig, resolve_config_path("vq_faces_64_8k"))  # base: vq_faces_64 + its stated changes
+    assert (c8k.model.quantizer.codebook_dim, c8k.model.decoder.num_res_blocks, c8k.train.max_steps) == (
+        13,
+        [1, 1, 2, 2],
+        6000,
+    )
+    assert (c8k.model.encoder, c8k.loss, c8k.data) == (c64.model.encoder, c64.loss, c64.data)
