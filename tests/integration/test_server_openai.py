@@ -348,7 +348,14 @@ def test_full_queue_answers_503_busy_then_recovers(pipe):
         assert call(base, "POST", "/v1/images/generations", {"prompt": "a face", "steps": 2})[0] == 200
 
 
-def test_timeouts_answer_504_and_cancel_the_job(pipe):
+def test_timeouts_answer_504_and_cancel_the_job(pipe, monkeypatch):
+    forward = pipe.model.forward
+
+    def slow_forward(*args, **kwargs):  # >= 60 ms per model call on any CPU: 256 steps take > 15 s uncancelled
+        time.sleep(0.06)
+        return forward(*args, **kwargs)
+
+    monkeypatch.setattr(pipe.model, "forward", slow_forward)
     app = create_app(pipe, ServerSettings(request_timeout_s=1.0))
     with ThreadServer(app) as base:
         gate = _block(app.state.worker)
@@ -359,7 +366,7 @@ def test_timeouts_answer_504_and_cancel_the_job(pipe):
         gate.set()
         start = time.monotonic()
         status, _, _ = call(base, "POST", "/v1/images/generations", {"prompt": "a face", "steps": 256})
-        assert status == 504  # timed out while running: 256 steps take far longer than 1 s here
+        assert status == 504  # timed out while running: 256 slowed steps take far longer than 1 s
         status, _, _ = call(base, "POST", "/v1/images/generations", {"prompt": "a face", "steps": 2, "seed": 0})
         assert status == 200
         assert time.monotonic() - start < 15  # the 256-step job stopped at its next step instead of running on
