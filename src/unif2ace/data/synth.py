@@ -88,7 +88,9 @@ class FaceGenerator:
             raise FileNotFoundError("face synthesis needs OpenVINO: pip install openvino") from None
         folder = model_dir()
         core = ov.Core()
-        cfg = {"INFERENCE_NUM_THREADS": max(1, threads)}
+        # No CPU pinning: OpenVINO would pin every single-thread worker process to core 0, so N workers shared
+        # one core (seen with openvino 2026.4: 2 workers at 50 % each on a 2-core machine).
+        cfg = {"INFERENCE_NUM_THREADS": max(1, threads), "ENABLE_CPU_PINNING": False}
         self.mapping = core.compile_model(str(folder / "MappingNetwork.xml"), "CPU", cfg)
         self.synthesis = core.compile_model(str(folder / "SynthesisNetwork.xml"), "CPU", cfg)
 
