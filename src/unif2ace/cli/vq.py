@@ -11,27 +11,21 @@ Examples::
 from __future__ import annotations
 
 import argparse
-from importlib import resources
 from pathlib import Path
 
 import torch
 
 from unif2ace.config.base import load_config
+from unif2ace.config.base import resolve_config_path as resolve_shipped
 
 
 def resolve_config_path(name: str) -> Path:
-    """A config file path, or the name of a shipped config (``vq_faces_64``) in ``unif2ace/configs``.
+    """A tokenizer config file path, or the name of one shipped in ``unif2ace/configs`` (``vq_faces_64``).
 
     Raises:
-        FileNotFoundError: neither a file nor a shipped config of that name exists.
+        FileNotFoundError: neither a file nor a shipped config (message lists the shipped ``vq_*`` ones).
     """
-    path = Path(name)
-    if path.is_file():
-        return path
-    shipped = resources.files("unif2ace") / "configs" / f"{path.stem}.yaml"
-    if shipped.is_file():
-        return Path(str(shipped))
-    raise FileNotFoundError(f"config not found: {name} (a YAML path or a shipped name such as vq_faces_64)")
+    return resolve_shipped(name, "vq_")
 
 
 def _train(args: argparse.Namespace) -> int:
@@ -122,7 +116,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     sub = vq.add_subparsers(dest="vq_command", metavar="SUBCOMMAND", required=True)
 
     p = sub.add_parser("train", help="train a tokenizer")
-    p.add_argument("--config", required=True, help="YAML config path or shipped name (vq_faces_64, vq_faces_128)")
+    p.add_argument("--config", required=True, help="YAML config path or shipped name (vq_faces_64, vq_faces_128, ...)")
     p.add_argument("--data", action="append", default=None, help="image folder / .txt list / .jsonl (repeatable)")
     p.add_argument("--out", default="runs/vq", help="run folder (checkpoints, samples, metrics)")
     p.add_argument("--resume", action="store_true", help="resume from the latest checkpoint in --out")

@@ -12,6 +12,7 @@ import json
 import re
 import types
 import typing
+from importlib import resources
 from pathlib import Path
 from typing import Any, TypeVar, get_args, get_origin, get_type_hints
 
@@ -214,3 +215,24 @@ def save_config(cfg: Any, path: str | Path) -> None:
     data = to_dict(cfg)
     text = yaml.safe_dump(data, sort_keys=False) if path.suffix in (".yaml", ".yml") else json.dumps(data, indent=2)
     atomic_write_text(path, text)
+
+
+def resolve_config_path(name: str, prefix: str = "") -> Path:
+    """A config file path, or the name of a config shipped in ``unif2ace/configs`` (``vq_faces_64``).
+
+    Args:
+        name: a path to an existing file, or a shipped config's name.
+        prefix: the family of shipped configs to list in the error (``"train_"`` recipes, ``"vq_"`` tokenizers).
+
+    Raises:
+        FileNotFoundError: neither a file nor a shipped config of that name (message lists the shipped ones).
+    """
+    path = Path(name)
+    if path.is_file():
+        return path
+    shipped = resources.files("unif2ace") / "configs"
+    candidate = shipped / (name if name.endswith((".yaml", ".yml")) else f"{name}.yaml")
+    if candidate.is_file():
+        return Path(str(candidate))
+    names = sorted(p.name[:-5] for p in shipped.iterdir() if p.name.startswith(prefix) and p.name.endswith(".yaml"))
+    raise FileNotFoundError(f"config not found: {name} (a YAML path, or a shipped config: {', '.join(names)})")

@@ -9,13 +9,13 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable, Iterable
-from importlib import resources
 from pathlib import Path
 from typing import Any
 
 from torch import nn
 
 from unif2ace.config.base import load_config, save_config
+from unif2ace.config.base import resolve_config_path as resolve_shipped
 from unif2ace.config.train import Unif2aceConfig
 from unif2ace.data.dataset import EncodingTokenStore, TokenRecordDataset, TokenStore, load_records
 from unif2ace.training.batching import BatchBuilder
@@ -30,20 +30,12 @@ log = get_logger()
 
 
 def resolve_config_path(name: str) -> Path:
-    """A config file path, or the name of a recipe shipped in ``unif2ace/configs`` (``train_tiny_cpu``).
+    """A recipe file path, or the name of a recipe shipped in ``unif2ace/configs`` (``train_tiny_cpu``).
 
     Raises:
         FileNotFoundError: neither a file nor a shipped recipe (message lists the shipped ones).
     """
-    path = Path(name)
-    if path.is_file():
-        return path
-    shipped = resources.files("unif2ace") / "configs"
-    candidate = shipped / (name if name.endswith((".yaml", ".yml")) else f"{name}.yaml")
-    if candidate.is_file():
-        return Path(str(candidate))
-    names = sorted(p.name.removesuffix(".yaml") for p in shipped.iterdir() if p.name.startswith("train_"))
-    raise FileNotFoundError(f"config not found: {name} (shipped recipes: {', '.join(names)})")
+    return resolve_shipped(name, "train_")
 
 
 def load_recipe(name: str, overrides: list[str] | None = None) -> Unif2aceConfig:

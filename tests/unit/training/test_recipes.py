@@ -39,7 +39,7 @@ def test_showo_recipe_uses_the_showo_vocabulary():
 def test_overrides_and_unknown_names():
     cfg = load_recipe("train_tiny_cpu", ["train.seed=3", "stages=[{name: a, steps: 2, lr: 0.001}]"])
     assert cfg.train.seed == 3 and cfg.total_steps == 2
-    with pytest.raises(FileNotFoundError, match="shipped recipes: .*train_tiny_cpu"):
+    with pytest.raises(FileNotFoundError, match="shipped config: .*train_tiny_cpu"):
         resolve_config_path("train_nope")
     with pytest.raises(ConfigError, match="train.sed"):
         load_recipe("train_tiny_cpu", ["train.sed=3"])

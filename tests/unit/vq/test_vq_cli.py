@@ -133,3 +133,11 @@ def test_shipped_configs_load():
         6000,
     )
     assert (c8k.model.encoder, c8k.loss, c8k.data) == (c64.model.encoder, c64.loss, c64.data)
+
+
+def test_unknown_vq_config_lists_the_shipped_tokenizer_configs_only():
+    from unif2ace.cli.vq import resolve_config_path
+
+    with pytest.raises(FileNotFoundError, match="config not found: vq_nope .*vq_faces_128, vq_faces_64") as err:
+        resolve_config_path("vq_nope")
+    assert "train_" not in str(err.value)
