@@ -238,9 +238,13 @@ class VQTrainConfig:
     """``cpu``, ``cuda``, ``cuda:N`` or ``auto`` (CUDA when available)."""
     num_threads: int = 0
     """torch CPU threads (0 = leave torch's default)."""
+    precision: str = "fp32"
+    """``fp32``, or ``bf16``: autocast of the encoder / decoder convolutions to bfloat16 (weights, optimiser, LFQ and
+    losses stay float32). ~2x faster on CPUs with AMX / AVX512-BF16 and on GPUs; fp32 is the default on CPU."""
 
     def __post_init__(self) -> None:
         check(self.seed >= 0, "train.seed", "must be >= 0")
+        check(self.precision in ("fp32", "bf16"), "train.precision", "must be fp32 or bf16")
         check(self.batch_size >= 1, "train.batch_size", "must be >= 1")
         check(self.max_steps >= 1, "train.max_steps", "must be >= 1")
         check(self.lr > 0, "train.lr", "must be positive")

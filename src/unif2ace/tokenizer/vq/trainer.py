@@ -8,6 +8,7 @@ over reconstructions row) and ``checkpoints/step-*`` (see :mod:`unif2ace.tokeniz
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import math
@@ -107,7 +108,9 @@ class VQTrainer:
         use_gan = self.disc is not None and adversarial_factor(step, cfg.loss.adversarial_start, 1) > 0
         if self.disc is not None:
             self.disc.requires_grad_(False)
-        out = self.model(images)
+        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=cfg.train.precision == "bf16"):
+            out = self.model(images)
+        out = dataclasses.replace(out, reconstruction=out.reconstruction.float())  # losses in fp32
         gen = generator_loss(cfg.loss, images, out, step, self.disc if use_gan else None)
         self.opt_g.zero_grad(set_to_none=True)
         gen.total.backward()
