@@ -133,7 +133,7 @@ class TrainConfig:
     eps: float = 1e-8
     """AdamW epsilon."""
     mixed_precision: str = "auto"
-    """'auto' (bf16 on GPU, fp32 on CPU), 'no', 'bf16' or 'fp16'; autocast is never used on CPU."""
+    """'auto' (bf16 on GPU, fp32 on CPU), 'no', 'bf16' or 'fp16'; on CPU only an explicit 'bf16' autocasts."""
     gradient_checkpointing: bool = False
     """Recompute block activations in backward (sets ``model.gradient_checkpointing``)."""
     ema_decay: float = 0.0

@@ -3,7 +3,9 @@
 The rest of the package sees a :class:`Runtime` (device, rank, world size, autocast context and a few collective
 helpers). A single CPU process, one GPU, multi-GPU DDP, FSDP, DeepSpeed ZeRO-2/3 and multi-node runs all go
 through the same code; the launch topology comes from ``accelerate launch`` (see ``docs/training.md``).
-Precision policy (STYLE habit 6): fp32 on CPU always; bf16 (or fp16 where bf16 is unsupported) autocast on GPU.
+Precision policy (STYLE habit 6): fp32 on CPU by default (``auto``), bf16 autocast there only when asked for
+(``mixed_precision: bf16``: ~2x faster matmuls on CPUs with AMX / AVX512-BF16); bf16 (or fp16 where bf16 is
+unsupported) autocast on GPU.
 """
 
 from __future__ import annotations
@@ -34,10 +36,11 @@ def resolve_precision(requested: str, device_type: str) -> str:
         device_type: ``"cpu"`` or ``"cuda"`` (anything else counts as an accelerator).
 
     Returns:
-        ``"no"`` on CPU (fp32 there, whatever was asked); on GPU ``"bf16"`` when supported for ``"auto"``.
+        On CPU ``"bf16"`` when asked for explicitly, else ``"no"`` (fp32; CPUs have no fp16 autocast worth using);
+        on GPU ``"bf16"`` when supported for ``"auto"``.
     """
     if device_type == "cpu":
-        return "no"
+        return "bf16" if requested == "bf16" else "no"
     if requested == "auto":
         bf16_ok = device_type != "cuda" or torch.cuda.is_bf16_supported()
         return "bf16" if bf16_ok else "fp16"
@@ -221,8 +224,8 @@ def build_runtime(
         cpu = not torch.cuda.is_available()
     device_type = "cpu" if cpu else "cuda"
     precision = resolve_precision(mixed_precision, device_type)
-    if cpu and mixed_precision in ("bf16", "fp16"):
-        get_logger().warning("mixed_precision=%s ignored on CPU: training runs in fp32", mixed_precision)
+    if cpu and mixed_precision == "fp16":
+        get_logger().warning("mixed_precision=fp16 ignored on CPU: training runs in fp32 (bf16 is supported)")
     ddp = DistributedDataParallelKwargs(find_unused_parameters=find_unused_parameters)
     accelerator = Accelerator(
         cpu=cpu, mixed_precision=precision, gradient_accumulation_steps=grad_accum_steps, kwargs_handlers=[ddp]

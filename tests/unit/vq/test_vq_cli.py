@@ -133,6 +133,12 @@ def test_shipped_configs_load():
         6000,
     )
     assert (c8k.model.encoder, c8k.loss, c8k.data) == (c64.model.encoder, c64.loss, c64.data)
+    w48 = load_config(VQConfig, resolve_config_path("vq_faces_64_8k_w48"))
+    assert (w48.model.decoder.ch, w48.model.decoder.num_res_blocks, w48.train.precision) == (48, [1, 1, 2, 2], "bf16")
+    assert (w48.model.encoder, w48.model.quantizer, w48.loss) == (c8k.model.encoder, c8k.model.quantizer, c8k.loss)
+    c128k = load_config(VQConfig, resolve_config_path("vq_faces_128_8k"))
+    assert (c128k.model.latent_size, c128k.model.quantizer.codebook_dim, c128k.model.decoder.ch) == (8, 13, 24)
+    assert (c128k.model.encoder, c128k.loss, c128k.data) == (c128.model.encoder, c128.loss, c128.data)
 
 
 def test_unknown_vq_config_lists_the_shipped_tokenizer_configs_only():
