@@ -76,6 +76,11 @@ def _convert(tp: Any, value: Any, field: str) -> Any:
         return float(value)
     if tp is float and isinstance(value, str) and _YAML11_FLOAT.fullmatch(value.strip()):
         return float(value)  # YAML 1.1 reads "5e-4" (no dot) as a string
+    if tp is str and isinstance(value, bool):
+        raise ConfigError(
+            f"config field '{field}': expected str, got {value!r} (YAML reads yes / no / on / off as booleans: "
+            f"quote the word, e.g. {field.rsplit('.', 1)[-1]}: 'no')"
+        )
     if tp in (int, float, str, bool) and not isinstance(value, tp):
         raise ConfigError(f"config field '{field}': expected {tp.__name__}, got {value!r}")
     return value

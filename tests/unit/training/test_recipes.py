@@ -93,6 +93,12 @@ def test_tiny_cpu_recipe_trains_two_steps(tmp_path):
     assert all(torch.equal(v, saved[k]) for k, v in model.state_dict().items())
 
 
+def test_yaml_booleans_in_string_fields_get_a_quoting_hint():
+    with pytest.raises(ConfigError, match="train.mixed_precision.*quote the word, e.g. mixed_precision: 'no'"):
+        load_recipe("train_tiny_cpu", ["train.mixed_precision=no"])
+    assert load_recipe("train_tiny_cpu", ["train.mixed_precision='no'"]).train.mixed_precision == "no"
+
+
 def test_cpu_precision_is_fp32_unless_bf16_is_asked_for():
     from unif2ace.training.distributed import resolve_precision
 
