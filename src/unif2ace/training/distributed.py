@@ -4,7 +4,7 @@ The rest of the package sees a :class:`Runtime` (device, rank, world size, autoc
 helpers). A single CPU process, one GPU, multi-GPU DDP, FSDP, DeepSpeed ZeRO-2/3 and multi-node runs all go
 through the same code; the launch topology comes from ``accelerate launch`` (see ``docs/training.md``).
 Precision policy (STYLE habit 6): fp32 on CPU by default (``auto``), bf16 autocast there only when asked for
-(``mixed_precision: bf16``: ~2x faster matmuls on CPUs with AMX / AVX512-BF16); bf16 (or fp16 where bf16 is
+(``mixed_precision: bf16``, worth it on CPUs with AMX / AVX512-BF16); bf16 (or fp16 where bf16 is
 unsupported) autocast on GPU.
 """
 
