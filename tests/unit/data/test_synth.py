@@ -6,7 +6,9 @@ import importlib.util
 import shutil
 from pathlib import Path
 
+import numpy as np
 import pytest
+from PIL import Image
 
 from unif2ace.data.records import read_records, write_records
 
@@ -49,13 +51,18 @@ def test_same_seed_bit_identical_other_seed_different_and_resume(tmp_path):
         synthesize_faces(2, tmp_path / "a", size=32, seed=7, progress=False)
 
 
-def test_mini_corpus_face_rebuilds_bit_identically(tmp_path):
+def test_mini_corpus_face_rebuilds_from_its_seed(tmp_path):
     from unif2ace.data.synth import synthesize_faces
 
     (tmp_path / "m").mkdir()
     shutil.copy(MINI / "w_avg.npy", tmp_path / "m" / "w_avg.npy")
     entries = synthesize_faces(1, tmp_path / "m", size=128, psi=0.8, seed=0, workers=1, progress=False)
-    assert (tmp_path / "m" / entries[0].file).read_bytes() == (MINI / entries[0].file).read_bytes()
+    rebuilt = np.asarray(Image.open(tmp_path / "m" / entries[0].file), dtype=np.int16)
+    stored = np.asarray(Image.open(MINI / entries[0].file), dtype=np.int16)
+    # Same machine: bit-identical (checked). Across machines OpenVINO picks other CPU kernels (bf16 on AMX CPUs), and
+    # the stored face differs by <= 2 levels on 8 % of pixels (measured); other faces differ by 65-80 on average.
+    diff = np.abs(rebuilt - stored)
+    assert diff.max() <= 4 and diff.mean() < 0.5
     assert (tmp_path / "m" / "manifest.jsonl").read_text().splitlines()[0] == (
         (MINI / "manifest.jsonl").read_text().splitlines()[0]
     )

@@ -144,6 +144,7 @@ def test_shipped_configs_load():
 def test_unknown_vq_config_lists_the_shipped_tokenizer_configs_only():
     from unif2ace.cli.vq import resolve_config_path
 
-    with pytest.raises(FileNotFoundError, match="config not found: vq_nope .*vq_faces_128, vq_faces_64") as err:
+    with pytest.raises(FileNotFoundError, match="config not found: vq_nope") as err:
         resolve_config_path("vq_nope")
+    assert all(f"{name}," in str(err.value) or f"{name})" in str(err.value) for name in ("vq_faces_64", "vq_faces_128"))
     assert "train_" not in str(err.value)
