@@ -11,6 +11,7 @@ from train_helpers import make_dataset, model_factory
 
 from unif2ace.config.base import ConfigError
 from unif2ace.training.run import load_recipe, resolve_config_path, run_training
+from unif2ace.utils.io import load_tensors
 
 SHIPPED = sorted(
     p.name.removesuffix(".yaml")
@@ -86,7 +87,6 @@ def test_tiny_cpu_recipe_trains_two_steps(tmp_path):
     result = run_training(cfg, tmp_path / "run", model_factory=model_factory(), cpu=True)
     assert result.global_step == 2 and len(result.losses) == 2
     from unif2ace.model import load_pretrained
-    from unif2ace.utils.io import load_tensors
 
     model = load_pretrained(result.checkpoint)  # checkpoints are model folders too
     saved = load_tensors(result.checkpoint / "model.safetensors")
@@ -128,8 +128,6 @@ def test_bf16_on_cpu_trains_close_to_fp32_with_fp32_weights(tmp_path):
         finally:
             AcceleratorState._reset_state(True)
         losses[precision] = result.losses
-        from unif2ace.utils.io import load_tensors
-
         dtypes[precision] = {v.dtype for v in load_tensors(result.checkpoint / "model.safetensors").values()}
     # same init and batch: the first loss agrees to bf16 rounding, not bit for bit
     assert losses["bf16"][0] == pytest.approx(losses["auto"][0], rel=0.02) and losses["bf16"][0] != losses["auto"][0]
