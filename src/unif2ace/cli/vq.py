@@ -35,6 +35,8 @@ def _train(args: argparse.Namespace) -> int:
     overrides = list(args.overrides)
     if args.data:
         overrides.append(f"data.sources={[str(d) for d in args.data]!r}")
+    if args.init_from:
+        overrides.append(f"train.init_from={args.init_from}")
     cfg = load_config(VQConfig, resolve_config_path(args.config), overrides)
     trainer = VQTrainer(cfg, args.out)
     if args.resume or args.resume_from:
@@ -121,6 +123,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--out", default="runs/vq", help="run folder (checkpoints, samples, metrics)")
     p.add_argument("--resume", action="store_true", help="resume from the latest checkpoint in --out")
     p.add_argument("--resume-from", default=None, help="resume from this checkpoint folder")
+    p.add_argument("--init-from", default=None, help="start from this tokenizer's weights (step 0, new optimiser)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.add_argument("overrides", nargs="*", help="dotted overrides, e.g. train.max_steps=100")
     p.set_defaults(func=_train)

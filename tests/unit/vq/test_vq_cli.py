@@ -115,6 +115,14 @@ def test_train_command_runs_and_resumes(tmp_path):
     steps = [json.loads(x)["step"] for x in (run / "metrics.jsonl").read_text().splitlines()]
     assert steps == [1, 2, 3]
     assert main(["vq", "train", "--config", "nope_config"]) == 2
+    stage2 = [*base[:6], "--out", str(tmp_path / "dec"), "--no-progress"]
+    assert main([*stage2, "train.trainable=decoder"]) == 2  # no weights to start from: refused before any work
+    assert not (tmp_path / "dec").exists()
+    assert main([*stage2, "--init-from", str(run), "train.trainable=decoder"]) == 0
+    first = load_tokenizer(run)
+    second = load_tokenizer(tmp_path / "dec")
+    assert torch.equal(first.encoder.conv_in.weight, second.encoder.conv_in.weight)
+    assert not torch.equal(first.decoder.conv_out.weight, second.decoder.conv_out.weight)
 
 
 def test_shipped_configs_load():
@@ -139,6 +147,9 @@ def test_shipped_configs_load():
     c128k = load_config(VQConfig, resolve_config_path("vq_faces_128_8k"))
     assert (c128k.model.latent_size, c128k.model.quantizer.codebook_dim, c128k.model.decoder.ch) == (8, 13, 24)
     assert (c128k.model.encoder, c128k.loss, c128k.data) == (c128.model.encoder, c128.loss, c128.data)
+    dec = load_config(VQConfig, resolve_config_path("vq_faces_64_8k_w48_dec"))  # stage 2: same model, decoder only
+    assert (dec.model, dec.data, dec.train.precision) == (w48.model, w48.data, "bf16")
+    assert (dec.train.trainable, dec.loss.recon, dec.loss.recon_weight) == ("decoder", "l2", 10.0)
 
 
 def test_unknown_vq_config_lists_the_shipped_tokenizer_configs_only():

@@ -95,6 +95,47 @@ def test_precision_must_be_fp32_or_bf16(tmp_path):
         _config(tmp_path, precision="fp16")
 
 
+def test_decoder_stage_starts_from_weights_and_keeps_every_code(tmp_path):
+    folder = _write_images(tmp_path / "imgs")
+    stage1 = VQTrainer(_config(folder), tmp_path / "stage1")
+    stage1.train(max_steps=4, progress=False)
+    source = stage1.ema.model
+    stage2 = VQTrainer(_config(folder, init_from=str(tmp_path / "stage1"), trainable="decoder"), tmp_path / "stage2")
+    assert stage2.step == 0
+    for name, value in stage2.model.state_dict().items():  # initialised from the run's latest (EMA) weights
+        assert torch.equal(value, source.state_dict()[name]), name
+    images = stage2.data.batch(0, 8)
+    with torch.no_grad():
+        codes_before = source.encode(images)
+    decoder_before = {k: v.clone() for k, v in stage2.model.decoder.state_dict().items()}
+    for _ in range(5):
+        stage2.train_step()
+    for model in (stage2.model, stage2.ema.model):
+        for name, value in model.encoder.state_dict().items():
+            assert torch.equal(value, source.encoder.state_dict()[name]), name
+        with torch.no_grad():
+            assert torch.equal(model.eval().encode(images), codes_before)
+    changed = [k for k, v in stage2.model.decoder.state_dict().items() if not torch.equal(v, decoder_before[k])]
+    assert len(changed) == len(decoder_before)  # every decoder tensor learns
+    decoder_params = {id(p) for p in stage2.model.decoder.parameters()}
+    assert all(id(p) in decoder_params for g in stage2.opt_g.param_groups for p in g["params"])
+
+
+def test_decoder_stage_refuses_missing_or_mismatched_weights(tmp_path):
+    folder = _write_images(tmp_path / "imgs")
+    with pytest.raises(ValueError, match="--init-from"):
+        VQTrainer(_config(folder, trainable="decoder"), tmp_path / "run")
+    with pytest.raises(FileNotFoundError, match="train.init_from"):
+        VQTrainer(_config(folder, init_from=str(tmp_path / "nothing")), tmp_path / "run")
+    VQTrainer(_config(folder), tmp_path / "small").train(max_steps=1, progress=False)
+    other = _config(folder, init_from=str(tmp_path / "small"))
+    other.model.quantizer.codebook_dim = 8
+    with pytest.raises(ValueError, match="model.quantizer"):
+        VQTrainer(other, tmp_path / "run")
+    with pytest.raises(ValueError, match="train.trainable"):
+        _config(folder, trainable="encoder")
+
+
 def test_resume_reproduces_next_step_loss_with_gan(tmp_path):
     folder = _write_images(tmp_path / "imgs")
     overrides = ["loss.adversarial_weight=0.1", "loss.adversarial_start=1", "loss.adversarial_warmup=2"]

@@ -241,10 +241,17 @@ class VQTrainConfig:
     precision: str = "fp32"
     """``fp32``, or ``bf16``: autocast of the encoder / decoder convolutions to bfloat16 (weights, optimiser, LFQ and
     losses stay float32). 1.5-2.1x faster steps measured on a CPU with AMX / AVX512-BF16 (docs/tokenizer.md)."""
+    init_from: str = ""
+    """Tokenizer folder (a run, or one of its checkpoints) whose weights start this run: same architecture, fresh
+    optimiser, step 0 (a second stage such as the decoder fine-tune of ``vq_faces_64_8k_w48_dec``). Empty: random."""
+    trainable: str = "all"
+    """``all``, or ``decoder``: encoder and quantiser frozen, so the codes of every image stay exactly those of
+    ``init_from`` (token shards and a transformer trained on them stay valid) while the decoder learns."""
 
     def __post_init__(self) -> None:
         check(self.seed >= 0, "train.seed", "must be >= 0")
         check(self.precision in ("fp32", "bf16"), "train.precision", "must be fp32 or bf16")
+        check(self.trainable in ("all", "decoder"), "train.trainable", f"all or decoder, not {self.trainable!r}")
         check(self.batch_size >= 1, "train.batch_size", "must be >= 1")
         check(self.max_steps >= 1, "train.max_steps", "must be >= 1")
         check(self.lr > 0, "train.lr", "must be positive")

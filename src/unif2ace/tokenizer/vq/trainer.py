@@ -26,7 +26,7 @@ from unif2ace.tokenizer.vq.data import ImageBatcher, collect_image_paths
 from unif2ace.tokenizer.vq.ema import EMA
 from unif2ace.tokenizer.vq.losses import PatchDiscriminator, adversarial_factor, generator_loss, hinge_d_loss
 from unif2ace.tokenizer.vq.metrics import CodebookUsage, psnr
-from unif2ace.tokenizer.vq.model import VQModel
+from unif2ace.tokenizer.vq.model import VQModel, VQOutput
 from unif2ace.utils.images import from_tensor, image_grid
 from unif2ace.utils.io import atomic_write_json, load_tensors, read_json, save_tensors
 from unif2ace.utils.seed import seed_everything
@@ -55,6 +55,32 @@ def split_paths(paths: list[Path], held_out: int, seed: int) -> tuple[list[Path]
     return [p for i, p in enumerate(paths) if i in keep], [p for i, p in enumerate(paths) if i not in keep]
 
 
+def init_weights(model: VQModel, source: str | Path) -> Path:
+    """Copy the (EMA) weights of the tokenizer at ``source`` (a run or checkpoint folder) into ``model``.
+
+    Returns:
+        The folder the weights came from.
+
+    Raises:
+        FileNotFoundError: no tokenizer at ``source``.
+        ValueError: its architecture differs from ``model``'s (names the first differing settings).
+    """
+    folder = Path(source)
+    if not (folder / ckpt.WEIGHTS_NAME).is_file():
+        latest = ckpt.latest_checkpoint(folder)
+        if latest is None:
+            raise FileNotFoundError(f"train.init_from={source}: no tokenizer ({ckpt.WEIGHTS_NAME}) or checkpoint there")
+        folder = latest
+    theirs, ours = to_dict(ckpt.load_tokenizer_config(folder)), to_dict(model.config)
+    differ = [k for k in ours if ours[k] != theirs.get(k)]
+    if differ:
+        detail = "; ".join(f"model.{k}: {theirs.get(k)} there, {ours[k]} here" for k in differ[:2])
+        raise ValueError(f"train.init_from={source}: a different architecture ({detail}); use the recipe it came from")
+    model.load_state_dict(load_tensors(folder / ckpt.WEIGHTS_NAME, next(model.parameters()).device), strict=True)
+    logger.info("weights initialised from %s", folder)
+    return folder
+
+
 class VQTrainer:
     """Trains a :class:`VQModel` from a :class:`VQConfig`.
 
@@ -68,6 +94,8 @@ class VQTrainer:
         self.config = config
         self.run_dir = Path(run_dir)
         tc = config.train
+        if tc.trainable != "all" and not tc.init_from:
+            raise ValueError(f"train.trainable={tc.trainable} needs trained weights: pass --init-from TOKENIZER_RUN")
         if tc.num_threads > 0:
             torch.set_num_threads(tc.num_threads)
         self.device = resolve_device(tc.device)
@@ -76,10 +104,15 @@ class VQTrainer:
         train_paths, self.held_out_paths = split_paths(list(all_paths), config.data.held_out, tc.seed)
         self.data = ImageBatcher(train_paths, config.data.image_size, tc.seed, config.data.hflip, config.data.cache)
         self.model = VQModel(config.model).to(self.device)
+        if tc.init_from:
+            init_weights(self.model, tc.init_from)
+        self.frozen_encoder = tc.trainable == "decoder"
+        if self.frozen_encoder:
+            self.model.encoder.requires_grad_(False)
+            self.model.quantize.requires_grad_(False)
         self.ema = EMA(self.model, tc.ema_decay) if tc.ema_decay > 0 else None
-        self.opt_g = torch.optim.AdamW(
-            self.model.parameters(), lr=tc.lr, betas=tuple(tc.betas), weight_decay=tc.weight_decay
-        )
+        trained = [p for p in self.model.parameters() if p.requires_grad]
+        self.opt_g = torch.optim.AdamW(trained, lr=tc.lr, betas=tuple(tc.betas), weight_decay=tc.weight_decay)
         self.disc: PatchDiscriminator | None = None
         self.opt_d: torch.optim.Optimizer | None = None
         if config.loss.adversarial_weight > 0:
@@ -109,7 +142,7 @@ class VQTrainer:
         if self.disc is not None:
             self.disc.requires_grad_(False)
         with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=cfg.train.precision == "bf16"):
-            out = self.model(images)
+            out = self._autoencode(images)
         out = dataclasses.replace(out, reconstruction=out.reconstruction.float())  # losses in fp32
         gen = generator_loss(cfg.loss, images, out, step, self.disc if use_gan else None)
         self.opt_g.zero_grad(set_to_none=True)
@@ -126,6 +159,15 @@ class VQTrainer:
         parts["psnr"] = float(psnr(out.reconstruction.detach(), images).mean())
         self.step += 1
         return parts
+
+    def _autoencode(self, images: torch.Tensor) -> VQOutput:
+        """The model's training forward; with a frozen encoder, encoder + LFQ run without autograd (eval mode)."""
+        if not self.frozen_encoder:
+            return self.model(images)
+        self.model.encoder.eval()
+        with torch.no_grad():
+            quant = self.model.quantize(self.model.encode_latents(images))
+        return VQOutput(reconstruction=self.model.decoder(quant.z), quant=quant)
 
     def _discriminator_step(self, real: torch.Tensor, fake: torch.Tensor) -> float:
         assert self.disc is not None and self.opt_d is not None
