@@ -147,9 +147,11 @@ def test_shipped_configs_load():
     c128k = load_config(VQConfig, resolve_config_path("vq_faces_128_8k"))
     assert (c128k.model.latent_size, c128k.model.quantizer.codebook_dim, c128k.model.decoder.ch) == (8, 13, 24)
     assert (c128k.model.encoder, c128k.loss, c128k.data) == (c128.model.encoder, c128.loss, c128.data)
-    dec = load_config(VQConfig, resolve_config_path("vq_faces_64_8k_w48_dec"))  # stage 2: same model, decoder only
-    assert (dec.model, dec.data, dec.train.precision) == (w48.model, w48.data, "bf16")
-    assert (dec.train.trainable, dec.loss.recon, dec.loss.recon_weight) == ("decoder", "l2", 10.0)
+    for stage1, name in ((w48, "vq_faces_64_8k_w48_l2"), (c128k, "vq_faces_128_8k_l2")):  # stage 2: same model, L2
+        stage2 = load_config(VQConfig, resolve_config_path(name))
+        assert (stage2.model, stage2.data, stage2.train.precision) == (stage1.model, stage1.data, "bf16")
+        assert (stage2.loss.recon, stage2.loss.recon_weight, stage2.loss.perceptual_weight) == ("l2", 10.0, 0.1)
+        assert (stage2.train.trainable, stage2.train.lr, stage2.train.init_from) == ("all", 2.5e-4, "")
 
 
 def test_unknown_vq_config_lists_the_shipped_tokenizer_configs_only():

@@ -243,7 +243,7 @@ class VQTrainConfig:
     losses stay float32). 1.5-2.1x faster steps measured on a CPU with AMX / AVX512-BF16 (docs/tokenizer.md)."""
     init_from: str = ""
     """Tokenizer folder (a run, or one of its checkpoints) whose weights start this run: same architecture, fresh
-    optimiser, step 0 (a second stage such as the decoder fine-tune of ``vq_faces_64_8k_w48_dec``). Empty: random."""
+    optimiser, step 0: a second stage such as the L2 fine-tune ``vq_faces_64_8k_w48_l2``. Empty: random init."""
     trainable: str = "all"
     """``all``, or ``decoder``: encoder and quantiser frozen, so the codes of every image stay exactly those of
     ``init_from`` (token shards and a transformer trained on them stay valid) while the decoder learns."""
