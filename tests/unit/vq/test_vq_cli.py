@@ -152,6 +152,7 @@ def test_shipped_configs_load():
         assert (stage2.model, stage2.data, stage2.train.precision) == (stage1.model, stage1.data, "bf16")
         assert (stage2.loss.recon, stage2.loss.recon_weight, stage2.loss.perceptual_weight) == ("l2", 10.0, 0.1)
         assert (stage2.train.trainable, stage2.train.lr, stage2.train.init_from) == ("all", 2.5e-4, "")
+    assert (w48.loss.entropy_weight, stage2.loss.entropy_weight) == (1.0, 4.0)  # 128 px: usage kept above 50 %
 
 
 def test_unknown_vq_config_lists_the_shipped_tokenizer_configs_only():

@@ -179,6 +179,21 @@ def latest_checkpoint(run_dir: str | Path) -> Path | None:
     return found[-1] if found else None
 
 
+def resolve_folder(folder: str | Path, marker: str, missing: str) -> Path:
+    """``folder`` when it holds the file ``marker``, else the newest complete checkpoint of the run at ``folder``.
+
+    Raises:
+        FileNotFoundError: neither; the message is ``missing``.
+    """
+    folder = Path(folder)
+    if (folder / marker).is_file():
+        return folder
+    latest = latest_checkpoint(folder)
+    if latest is None:
+        raise FileNotFoundError(missing)
+    return latest
+
+
 def prune_checkpoints(run_dir: str | Path, keep: int) -> list[Path]:
     """Delete all but the newest ``keep`` complete checkpoints; returns the deleted folders."""
     found = list_checkpoints(run_dir)

@@ -65,12 +65,8 @@ def init_weights(model: VQModel, source: str | Path) -> Path:
         FileNotFoundError: no tokenizer at ``source``.
         ValueError: its architecture differs from ``model``'s (names the first differing settings).
     """
-    folder = Path(source)
-    if not (folder / ckpt.WEIGHTS_NAME).is_file():
-        latest = ckpt.latest_checkpoint(folder)
-        if latest is None:
-            raise FileNotFoundError(f"train.init_from={source}: no tokenizer ({ckpt.WEIGHTS_NAME}) or checkpoint there")
-        folder = latest
+    missing = f"train.init_from={source}: no tokenizer ({ckpt.WEIGHTS_NAME}) or checkpoint there"
+    folder = ckpt.resolve_folder(source, ckpt.WEIGHTS_NAME, missing)
     theirs, ours = to_dict(ckpt.load_tokenizer_config(folder)), to_dict(model.config)
     differ = [k for k in ours if ours[k] != theirs.get(k)]
     if differ:
@@ -258,12 +254,7 @@ class VQTrainer:
         Raises:
             FileNotFoundError: no complete checkpoint at ``folder``.
         """
-        folder = Path(folder)
-        if not (folder / ckpt.STATE_NAME).is_file():
-            latest = ckpt.latest_checkpoint(folder)
-            if latest is None:
-                raise FileNotFoundError(f"no complete checkpoint in {folder}")
-            folder = latest
+        folder = ckpt.resolve_folder(folder, ckpt.STATE_NAME, f"no complete checkpoint in {folder}")
         state = read_json(folder / ckpt.STATE_NAME, what="training state")
         self.model.load_state_dict(load_tensors(folder / "online.safetensors", self.device), strict=True)
         if self.ema is not None:
