@@ -63,15 +63,15 @@ def init_weights(model: VQModel, source: str | Path) -> Path:
 
     Raises:
         FileNotFoundError: no tokenizer at ``source``.
-        ValueError: its architecture differs from ``model``'s (names the first differing settings).
+        ValueError: its architecture differs from ``model``'s (names the differing ``model.*`` settings).
     """
     missing = f"train.init_from={source}: no tokenizer ({ckpt.WEIGHTS_NAME}) or checkpoint there"
     folder = ckpt.resolve_folder(source, ckpt.WEIGHTS_NAME, missing)
     theirs, ours = to_dict(ckpt.load_tokenizer_config(folder)), to_dict(model.config)
     differ = [k for k in ours if ours[k] != theirs.get(k)]
     if differ:
-        detail = "; ".join(f"model.{k}: {theirs.get(k)} there, {ours[k]} here" for k in differ[:2])
-        raise ValueError(f"train.init_from={source}: a different architecture ({detail}); use the recipe it came from")
+        names = ", ".join(f"model.{k}" for k in differ)
+        raise ValueError(f"train.init_from={source}: its {names} differ from this config's; use its recipe")
     model.load_state_dict(load_tensors(folder / ckpt.WEIGHTS_NAME, next(model.parameters()).device), strict=True)
     logger.info("weights initialised from %s", folder)
     return folder
