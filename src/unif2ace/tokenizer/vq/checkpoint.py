@@ -83,8 +83,7 @@ def load_tokenizer(folder: str | Path, device: str | torch.device = "cpu") -> VQ
     folder = Path(folder)
     if not folder.is_dir():
         raise FileNotFoundError(f"tokenizer folder not found: {folder}")
-    if not (folder / WEIGHTS_NAME).is_file() and (latest := latest_checkpoint(folder)) is not None:
-        folder = latest
+    folder = resolve_folder(folder, WEIGHTS_NAME, f"no {WEIGHTS_NAME} or complete checkpoint in {folder}")
     model = VQModel(load_tokenizer_config(folder))
     state = load_tensors(folder / WEIGHTS_NAME)
     missing, unexpected = _key_mismatch(model, state)

@@ -55,26 +55,24 @@ def split_paths(paths: list[Path], held_out: int, seed: int) -> tuple[list[Path]
     return [p for i, p in enumerate(paths) if i in keep], [p for i, p in enumerate(paths) if i not in keep]
 
 
-def init_weights(model: VQModel, source: str | Path) -> Path:
+def init_weights(model: VQModel, source: str | Path) -> None:
     """Copy the (EMA) weights of the tokenizer at ``source`` (a run or checkpoint folder) into ``model``.
-
-    Returns:
-        The folder the weights came from.
 
     Raises:
         FileNotFoundError: no tokenizer at ``source``.
         ValueError: its architecture differs from ``model``'s (names the differing ``model.*`` settings).
     """
-    missing = f"train.init_from={source}: no tokenizer ({ckpt.WEIGHTS_NAME}) or checkpoint there"
-    folder = ckpt.resolve_folder(source, ckpt.WEIGHTS_NAME, missing)
-    theirs, ours = to_dict(ckpt.load_tokenizer_config(folder)), to_dict(model.config)
+    try:
+        trained = ckpt.load_tokenizer(source)
+    except FileNotFoundError as err:
+        raise FileNotFoundError(f"train.init_from={source}: {err}") from None
+    theirs, ours = to_dict(trained.config), to_dict(model.config)
     differ = [k for k in ours if ours[k] != theirs.get(k)]
     if differ:
         names = ", ".join(f"model.{k}" for k in differ)
         raise ValueError(f"train.init_from={source}: its {names} differ from this config's; use its recipe")
-    model.load_state_dict(load_tensors(folder / ckpt.WEIGHTS_NAME, next(model.parameters()).device), strict=True)
-    logger.info("weights initialised from %s", folder)
-    return folder
+    model.load_state_dict(trained.state_dict(), strict=True)
+    logger.info("weights initialised from %s", source)
 
 
 class VQTrainer:
@@ -102,8 +100,7 @@ class VQTrainer:
         self.model = VQModel(config.model).to(self.device)
         if tc.init_from:
             init_weights(self.model, tc.init_from)
-        self.frozen_encoder = tc.trainable == "decoder"
-        if self.frozen_encoder:
+        if tc.trainable == "decoder":
             self.model.encoder.requires_grad_(False)
             self.model.quantize.requires_grad_(False)
         self.ema = EMA(self.model, tc.ema_decay) if tc.ema_decay > 0 else None
@@ -158,7 +155,7 @@ class VQTrainer:
 
     def _autoencode(self, images: torch.Tensor) -> VQOutput:
         """The model's training forward; with a frozen encoder, encoder + LFQ run without autograd (eval mode)."""
-        if not self.frozen_encoder:
+        if self.config.train.trainable == "all":
             return self.model(images)
         self.model.encoder.eval()
         with torch.no_grad():
