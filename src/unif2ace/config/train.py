@@ -138,6 +138,9 @@ class TrainConfig:
     """Recompute block activations in backward (sets ``model.gradient_checkpointing``)."""
     ema_decay: float = 0.0
     """Exponential moving average of the weights (0 = off, e.g. 0.999)."""
+    init_new_codebook: bool = False
+    """``--init-from`` a model built for another image tokenizer (another codebook size): its text, special-token
+    and mask rows of ``embed_tokens`` / ``lm_head`` are copied and the image-code rows start fresh."""
     checkpoint_every: int = 500
     """Save a checkpoint every this many optimizer steps (and at the end of every stage)."""
     keep_last: int = 3

@@ -72,9 +72,11 @@ def check_compatible(model: nn.Module, state: dict[str, torch.Tensor], source: s
                 f"(check model.* in the config)"
             )
         if tuple(tensor.shape) != tuple(target[key].shape):
+            vocab_key = key.endswith(("embed_tokens.weight", "lm_head.weight", "lm_head.bias"))
+            hint = "; another image codebook: train.init_new_codebook=true" if vocab_key else ""
             raise ValueError(
                 f"incompatible checkpoint {source}: key '{key}' has shape {tuple(tensor.shape)} "
-                f"there but {tuple(target[key].shape)} in the model (check model.* in the config)"
+                f"there but {tuple(target[key].shape)} in the model (check model.* in the config{hint})"
             )
     missing = [k for k in target if k not in state]
     if missing:
@@ -141,19 +143,60 @@ def module_token_moe_config(module: nn.Module) -> Any:
     )
 
 
-def load_weights_into(model: nn.Module, path: str | Path, strict: bool = True) -> InitReport:
+def _remap_codebook(model: nn.Module, state: dict[str, torch.Tensor], source: str) -> dict[str, torch.Tensor]:
+    """Fit a checkpoint made for another image codebook into the model's unified vocabulary (spec §1 layout).
+
+    The ids below ``vocab.image_offset`` (text + special tokens) and the last id (mask) mean the same in both
+    layouts, so those rows of ``embed_tokens`` / ``lm_head`` are copied; the image-code rows keep the model's fresh
+    initialisation. Tensors whose vocabulary size already matches are left alone.
+
+    Raises:
+        ValueError: the text + special part differs (another text tokenizer), so no row can be carried over.
+    """
+    from unif2ace.model.transformer import Unif2aceTransformer
+
+    target = model.state_dict()
+    state = dict(state)
+    for prefix, module in model.named_modules():
+        if not isinstance(module, Unif2aceTransformer):
+            continue
+        kept = module.config.vocab.image_offset
+        base = f"{prefix}." if prefix else ""
+        for key in (f"{base}embed_tokens.weight", f"{base}lm_head.weight", f"{base}lm_head.bias"):
+            old, fresh = state.get(key), target.get(key)
+            if old is None or fresh is None or old.shape[0] == fresh.shape[0]:
+                continue
+            if old.shape[1:] != fresh.shape[1:] or old.shape[0] <= kept + 1:
+                raise ValueError(
+                    f"incompatible checkpoint {source}: key '{key}' has shape {tuple(old.shape)}, which holds no "
+                    f"{kept} text + special rows for the model's {tuple(fresh.shape)} (check model.vocab)"
+                )
+            merged = fresh.detach().clone()
+            merged[:kept] = old[:kept].to(merged.dtype)
+            merged[-1] = old[-1].to(merged.dtype)
+            state[key] = merged
+    return state
+
+
+def load_weights_into(
+    model: nn.Module, path: str | Path, strict: bool = True, new_codebook: bool = False
+) -> InitReport:
     """Load checkpoint weights into ``model`` after :func:`check_compatible`.
 
     Args:
         model: the target (unwrapped) model.
         path: checkpoint folder, model folder or weights file.
         strict: see :func:`check_compatible`.
+        new_codebook: the checkpoint may have another image codebook size (``train.init_new_codebook``): its
+            text, special and mask rows are copied and the image-code rows stay fresh.
 
     Returns:
         An :class:`InitReport`.
     """
     file = find_weights_file(path)
     state = load_tensors(file)
+    if new_codebook:
+        state = _remap_codebook(model, state, str(path))
     upcycled = 0
     if not strict:
         state, upcycled = _upcycle_dense_mlps(model, state)

@@ -190,7 +190,7 @@ def _initialise(trainer: Trainer, model: nn.Module, init_from: str | Path | None
     """Resume from the run folder's newest checkpoint, else load ``--init-from`` (both checked key by key)."""
     resumed = trainer.resume_if_possible()
     if resumed is None and init_from is not None:
-        report = load_weights_into(model, init_from, strict=False)
+        report = load_weights_into(model, init_from, strict=False, new_codebook=trainer.cfg.train.init_new_codebook)
         log.info(
             "initialised from %s (%d tensors loaded, %d dense MLPs upcycled, %d new tensors kept fresh)",
             report["source"],

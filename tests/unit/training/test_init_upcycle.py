@@ -48,3 +48,43 @@ def test_ema_starts_from_the_init_from_weights(tmp_path):
     ema, start = load_tensors(result.checkpoint / "ema.safetensors"), load_tensors(source / "model.safetensors")
     for name, value in start.items():  # lr ~ 0: the average must stay at the initial (init-from) weights
         torch.testing.assert_close(ema[name], value, rtol=1e-5, atol=1e-6)
+
+
+def test_init_new_codebook_carries_text_rows_and_keeps_image_rows_fresh(tmp_path):
+    """A model moved to another image tokenizer: text / special / mask rows copied, image-code rows fresh."""
+    import pytest
+
+    records, tokens = make_dataset(tmp_path)
+    factory = model_factory()
+    source_cfg = tiny_config(records, tokens)
+    torch.manual_seed(1)
+    source = factory(source_cfg).eval()
+    save_tensors(tmp_path / "old" / "model.safetensors", source.state_dict())
+    vocab = source_cfg.model.vocab
+    bigger = tiny_config(records, tokens, **{"model.vocab.codebook_size": vocab.codebook_size * 4})
+    torch.manual_seed(2)
+    target = factory(bigger).eval()
+    fresh = {k: v.clone() for k, v in target.state_dict().items()}
+    with pytest.raises(ValueError, match="train.init_new_codebook=true"):
+        load_weights_into(target, tmp_path / "old", strict=False)
+    assert all(torch.equal(fresh[k], v) for k, v in target.state_dict().items())  # refused before any copy
+    load_weights_into(target, tmp_path / "old", strict=False, new_codebook=True)
+    old, new = source.state_dict(), target.state_dict()
+    keep = vocab.image_offset
+    vocab_keys = [k for k in new if k.endswith(("embed_tokens.weight", "lm_head.weight", "lm_head.bias"))]
+    assert len(vocab_keys) == 3
+    for key in vocab_keys:
+        assert new[key].shape[0] == bigger.model.vocab.vocab_size
+        torch.testing.assert_close(new[key][:keep], old[key][:keep], rtol=0, atol=0)
+        torch.testing.assert_close(new[key][-1], old[key][-1], rtol=0, atol=0)  # the mask token
+        torch.testing.assert_close(new[key][keep:-1], fresh[key][keep:-1], rtol=0, atol=0)
+    for key in set(new) - set(vocab_keys):
+        torch.testing.assert_close(new[key], old[key], rtol=0, atol=0)
+    # a text-only sequence sees the same model: same logits over the text + special ids
+    ids = torch.randint(0, vocab.llm_vocab_size, (1, 10))
+    with torch.no_grad():
+        a, b = source(input_ids=ids).logits[..., :keep], target(input_ids=ids).logits[..., :keep]
+    torch.testing.assert_close(b, a, rtol=1e-5, atol=1e-5)
+    smaller = tiny_config(records, tokens, **{"model.vocab.llm_vocab_size": vocab.llm_vocab_size * 2})
+    with pytest.raises(ValueError, match="embed_tokens.weight"):  # another text vocabulary is still refused
+        load_weights_into(factory(smaller), tmp_path / "old", strict=False, new_codebook=True)

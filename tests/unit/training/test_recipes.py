@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 from importlib import resources
 
 import pytest
@@ -183,6 +185,14 @@ def test_shipped_variants_equal_their_base_but_for_what_they_state():
     assert v2.model == base.model and v2.train == base.train and v3.train == v2.train
     assert (v2.data.tokens, v3.data.tokens) == ("data/faces/tokens64_2k", "data/faces/tokens64_4k")
     assert (v2.total_steps, v3.total_steps) == (1000, 1500)
+
+
+def test_v4_moves_the_model_to_the_8k_tokenizer():
+    base, v4 = load_recipe("train_faces_tiny"), load_recipe("train_faces_tiny_v4")
+    assert v4.model.vocab.codebook_size == 8192 and v4.train.init_new_codebook and not base.train.init_new_codebook
+    assert dataclasses.replace(v4.model, vocab=base.model.vocab) == base.model  # only the codebook differs
+    assert v4.data.tokens == "data/faces/tokens64_8k" and v4.data.features == base.data.features
+    assert v4.stages[0].trainable == ["*embed_tokens.weight", "*lm_head.*"] and v4.stages[1].trainable == []
 
 
 def test_base_errors_name_the_file(tmp_path):
