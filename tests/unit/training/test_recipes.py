@@ -193,6 +193,9 @@ def test_v4_moves_the_model_to_the_8k_tokenizer():
     assert dataclasses.replace(v4.model, vocab=base.model.vocab) == base.model  # only the codebook differs
     assert v4.data.tokens == "data/faces/tokens64_8k" and v4.data.features == base.data.features
     assert v4.stages[0].trainable == ["*embed_tokens.weight", "*lm_head.*"] and v4.stages[1].trainable == []
+    scratch = load_recipe("train_faces_tiny_8k")  # the same model and data from nothing: the base's stages
+    assert scratch.model == v4.model and scratch.data == v4.data and scratch.stages == base.stages
+    assert not scratch.train.init_new_codebook and scratch.train.ema_decay == v4.train.ema_decay
 
 
 def test_base_errors_name_the_file(tmp_path):
