@@ -4,8 +4,9 @@ Compatibility is checked before any weight is copied and before any training wor
 checkpoint must exist in the model with the same shape, and every model tensor must be in the checkpoint unless it
 belongs to a module that is new in UniF²ace (grouped MoE, sequence MoE, resamplers), which then keeps its fresh
 initialisation. A dense MLP in the checkpoint whose slot holds a grouped token MoE in the model (a Show-o checkpoint
-loaded into a UniF²ace model) is upcycled into that MoE. A mismatch stops with a one-line message naming the first
-offending key.
+loaded into a UniF²ace model) is upcycled into that MoE. With ``new_codebook`` (``train.init_new_codebook``) a
+model made for another image codebook fits too: its text, special and mask rows are copied, the image-code rows
+stay fresh. A mismatch stops with a one-line message naming the first offending key.
 """
 
 from __future__ import annotations
@@ -23,6 +24,8 @@ from unif2ace.utils.io import load_tensors
 __all__ = ["InitReport", "check_compatible", "find_weights_file", "load_weights_into"]
 
 _WEIGHT_NAMES = ("model.safetensors", "pytorch_model.safetensors", "model.bin", "pytorch_model.bin")
+#: Tensors with one row per id of the unified vocabulary (their sizes change with the image codebook).
+_VOCAB_TENSORS = ("embed_tokens.weight", "lm_head.weight", "lm_head.bias")
 
 
 class InitReport(dict):
@@ -72,8 +75,7 @@ def check_compatible(model: nn.Module, state: dict[str, torch.Tensor], source: s
                 f"(check model.* in the config)"
             )
         if tuple(tensor.shape) != tuple(target[key].shape):
-            vocab_key = key.endswith(("embed_tokens.weight", "lm_head.weight", "lm_head.bias"))
-            hint = "; another image codebook: train.init_new_codebook=true" if vocab_key else ""
+            hint = "; another image codebook: train.init_new_codebook=true" if key.endswith(_VOCAB_TENSORS) else ""
             raise ValueError(
                 f"incompatible checkpoint {source}: key '{key}' has shape {tuple(tensor.shape)} "
                 f"there but {tuple(target[key].shape)} in the model (check model.* in the config{hint})"
@@ -162,7 +164,7 @@ def _remap_codebook(model: nn.Module, state: dict[str, torch.Tensor], source: st
             continue
         kept = module.config.vocab.image_offset
         base = f"{prefix}." if prefix else ""
-        for key in (f"{base}embed_tokens.weight", f"{base}lm_head.weight", f"{base}lm_head.bias"):
+        for key in (base + name for name in _VOCAB_TENSORS):
             old, fresh = state.get(key), target.get(key)
             if old is None or fresh is None or old.shape[0] == fresh.shape[0]:
                 continue
