@@ -193,8 +193,13 @@ def test_v4_moves_the_model_to_the_8k_tokenizer():
     assert dataclasses.replace(v4.model, vocab=base.model.vocab) == base.model  # only the codebook differs
     assert v4.data.tokens == "data/faces/tokens64_8k" and v4.data.features == base.data.features
     assert v4.stages[0].trainable == ["*embed_tokens.weight", "*lm_head.*"] and v4.stages[1].trainable == []
-    scratch = load_recipe("train_faces_tiny_8k")  # the same model and data from nothing: the base's stages
-    assert scratch.model == v4.model and scratch.data == v4.data and scratch.stages == base.stages
+    scratch = load_recipe("train_faces_tiny_8k")  # the same model and data from nothing: the base's stages, shorter
+    assert scratch.model == v4.model and scratch.data == v4.data and scratch.stages[0] == base.stages[0]
+    assert dataclasses.replace(scratch.stages[1], steps=base.stages[1].steps) == base.stages[1]
+    assert scratch.total_steps == 4000
+    extend = load_recipe("train_faces_tiny_8k_extend")  # continues it (--init-from): only the stages differ
+    assert (extend.model, extend.data, extend.train) == (scratch.model, scratch.data, scratch.train)
+    assert [(s.name, s.steps, s.trainable) for s in extend.stages] == [("extend", 5000, [])]
     assert not scratch.train.init_new_codebook and scratch.train.ema_decay == v4.train.ema_decay
 
 
