@@ -84,3 +84,19 @@ def test_eval_bad_input_is_one_line(bundle, tmp_path, capsys):
         main(["eval", "--checkpoint", str(bundle), "--data", str(tmp_path / "none.jsonl"), "--out", str(tmp_path)]) == 2
     )
     assert "error" in capsys.readouterr().err
+
+
+def test_eval_zero_counts_mean_none(bundle, records, tmp_path, monkeypatch, capsys):
+    monkeypatch.delenv("UNIF2ACE_JUDGE_API_KEY", raising=False)
+    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+    out = tmp_path / "gen-only"
+    argv = ["eval", "--checkpoint", str(bundle), "--data", str(records), "--out", str(out), "--num-prompts", "2"]
+    argv += ["--num-understanding", "0", "--num-edits", "0", "--steps", "2"]
+    argv += ["--skip", "fid,meteor,attributes,edits,vqascore,alignment"]
+    assert main(argv) == 0
+    report = json.loads((out / "report.json").read_text())
+    assert report["understanding"] == {} and "understanding skipped: --num-understanding 0" in report["skipped"]
+    assert len(report["recipe"]["prompt_ids"]) == 2 and len(list((out / "images").glob("gen-*.png"))) == 2
+    assert not (out / "understanding_outputs.json").exists()
+    assert main(argv[:7] + ["--num-prompts", "-1"]) == 2
+    assert "num_prompts must be >= 0" in capsys.readouterr().err

@@ -35,8 +35,8 @@ class EvalSettings:
 
     Attributes:
         split: records split to evaluate (prompts, real faces, captions, VQA).
-        num_prompts: text-to-face prompts (None = every record of the split).
-        num_understanding: faces captioned / questioned (None = every record).
+        num_prompts: text-to-face prompts (None = every record of the split, 0 = none).
+        num_understanding: faces captioned / questioned (None = every record, 0 = none).
         num_edits: region edits for identity preservation.
         seed: seed of generation chunk 0 (chunk ``i`` of 8 prompts uses ``seed + i``) and of captioning.
         steps: MaskGIT steps (None = the bundle's recipe).
@@ -97,13 +97,16 @@ def run_eval(checkpoint: str | Path, data: str | Path, out: str | Path, settings
     from unif2ace.pipeline import Unif2acePipeline
 
     s = settings or EvalSettings()
+    for name in ("num_prompts", "num_understanding", "num_edits"):
+        if (getattr(s, name) or 0) < 0:
+            raise ValueError(f"{name} must be >= 0 (0 = none, unset = every record), got {getattr(s, name)}")
     start = time.perf_counter()
     out, data = Path(out), Path(data)
     records = _load_records(data, s.split)
     pipe = Unif2acePipeline.from_pretrained(checkpoint, device=s.device)
     routing = _RoutingTap(pipe.model)
-    gen_recs = records[: s.num_prompts] if s.num_prompts else records
-    und_recs = records[: s.num_understanding] if s.num_understanding else records
+    gen_recs = records if s.num_prompts is None else records[: s.num_prompts]
+    und_recs = records if s.num_understanding is None else records[: s.num_understanding]
     prompts = [r["caption"] for r in gen_recs]
     recipe = {
         "seed": s.seed,
@@ -126,9 +129,17 @@ def run_eval(checkpoint: str | Path, data: str | Path, out: str | Path, settings
     groups = {r["id"]: record_groups(r) for r in records}
     report["skipped"] += [f"{name} skipped: --skip {name}" for name in s.skip]
     routing.task = "gen"
-    report["generation"] = _generation(pipe, gen_recs, recipe, data.parent, out, groups, s, report)
+    report["generation"] = _generation(pipe, gen_recs, recipe, data.parent, out, groups, s, report) if gen_recs else {}
     routing.task = "und"
-    report["understanding"] = _understanding(pipe, und_recs, s, data.parent, out, groups, report)
+    report["understanding"] = _understanding(pipe, und_recs, s, data.parent, out, groups, report) if und_recs else {}
+    report["skipped"] += [
+        f"{section} skipped: {flag} 0"
+        for section, flag, recs in (
+            ("generation", "--num-prompts", gen_recs),
+            ("understanding", "--num-understanding", und_recs),
+        )
+        if not recs
+    ]
     routing.task = None
     report["edits"] = _edits(pipe, records, s, data.parent, groups, report)
     report["plots"] = _plots(report, routing, pipe, out)

@@ -21,7 +21,8 @@ DEMO_PROMPTS = [
     "A smiling young woman with long blond hair and blue eyes.",
     "An older man with short grey hair and glasses, looking at the camera.",
 ]
-DEMO_QUESTION = "What colour is the person's hair?"
+# A question of a kind the shipped model learned: hair colour is annotated below the confidence captions and VQA use.
+DEMO_QUESTION = "What emotion does the person show?"
 DEMO_EDIT = ("hair", "A person with short red hair.")
 
 
