@@ -5,12 +5,15 @@
 # Default: the shipped v4 (~7.8 h on a 2-core CPU): 1,000 faces, the 2^10-code tokenizer, v1 -> 2,000 faces, v2 ->
 # 4,000 faces, the two-stage 2^13-code tokenizer, v2 moved onto its codes (v4).
 #   CHAIN=8k scripts/build_faces_tiny.sh   # 4,000 faces -> 2^13-code tokenizer -> train_faces_tiny_8k from nothing
-#                                          # -> train_faces_tiny_8k_extend (~5.5 h; docs/faces_tiny.md)
+#                                          # -> train_faces_tiny_8k_extend (~5.5 h; prompts followed less than v4,
+#                                          # docs/faces_tiny.md)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 CHAIN="${CHAIN:-v4}"
-OUT="${OUT:-src/unif2ace/weights/faces-tiny}"
+DEFAULT_OUT=src/unif2ace/weights/faces-tiny; [ "$CHAIN" = 8k ] && DEFAULT_OUT=runs/faces-tiny-8k-extend  # not shipped
+OUT="${OUT:-$DEFAULT_OUT}"
 export OMP_NUM_THREADS="${OMP_NUM_THREADS:-1}"   # one thread is faster on a CPU shared with other jobs
+TRAIN_THREADS="${TRAIN_THREADS:-2}"              # the 2^13-code model trainings were timed on 2 threads
 
 features() {   # the face-identity and semantic feature caches of every record
     mkdir -p "$1"
@@ -35,8 +38,9 @@ if [ "$CHAIN" = 8k ]; then
     corpus 4000
     tokenizer_8k
     features data/faces/features
-    unif2ace train --config train_faces_tiny_8k --out runs/train_faces_tiny_8k
-    unif2ace train --config train_faces_tiny_8k_extend --out runs/train_faces_tiny_8k_extend \
+    OMP_NUM_THREADS=$TRAIN_THREADS unif2ace train --config train_faces_tiny_8k --out runs/train_faces_tiny_8k
+    OMP_NUM_THREADS=$TRAIN_THREADS unif2ace train --config train_faces_tiny_8k_extend \
+        --out runs/train_faces_tiny_8k_extend \
         --init-from "$(last runs/train_faces_tiny_8k)" \
         data.text_tokenizer=runs/train_faces_tiny_8k/tokenizer/tokenizer.json
     LAST=$(last runs/train_faces_tiny_8k_extend); VQ=runs/vq64_w48_l2
@@ -66,7 +70,8 @@ elif [ "$CHAIN" = v4 ]; then
     corpus 4000
     tokenizer_8k
     features data/faces/features
-    unif2ace train --config train_faces_tiny_v4 --out runs/train_faces_tiny_v4 --init-from runs/faces-tiny-v2 \
+    OMP_NUM_THREADS=$TRAIN_THREADS unif2ace train --config train_faces_tiny_v4 --out runs/train_faces_tiny_v4 \
+        --init-from runs/faces-tiny-v2 \
         data.text_tokenizer=runs/faces-tiny-v2/tokenizer/tokenizer.json
     LAST=$(last runs/train_faces_tiny_v4); VQ=runs/vq64_w48_l2
 else
