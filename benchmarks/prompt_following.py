@@ -11,6 +11,10 @@ Usage::
         --data data/faces/records.jsonl --guidance 1 2 3 5 --num-prompts 48 \
         --out benchmarks/results/prompt_following.json
 
+``--rejudge EVAL_DIR ...`` instead reads the faces an ``unif2ace eval`` run saved (``EVAL_DIR/images/gen-<id>.png``;
+prompts from its ``report.json``, or the ids in the file names) and scores them the same way, one row per folder,
+without generating anything.
+
 Rows are keyed by guidance scale (``"2.0"``); a setting that differs from the bundle's recipe is appended to the key
 (``"2.0|steps=32|temperature=2.0"``) when ``--steps``, ``--schedule`` or ``--temperature`` list several values.
 """
@@ -63,6 +67,27 @@ def _row_key(guidance: float, swept: dict[str, tuple]) -> str:
     return "|".join(parts)
 
 
+def _rejudge(folders: list[str], captions: dict[str, str], judge) -> dict:
+    """Rows of :func:`_accuracy` for the generated faces saved by earlier ``unif2ace eval`` runs, keyed by folder."""
+    from unif2ace.evaluation.generation import prompt_attributes
+    from unif2ace.utils.images import load_image
+
+    rows = {}
+    for folder in map(Path, folders):
+        report_file = folder / "report.json"  # absent when the eval was stopped after generating
+        report = json.loads(report_file.read_text()) if report_file.exists() else None
+        ids = report["recipe"]["prompt_ids"] if report else sorted(p.stem[4:] for p in folder.glob("images/gen-*.png"))
+        prompts = [captions[i] for i in ids]
+        images = [load_image(folder / "images" / f"gen-{i}.png") for i in ids]
+        row = _accuracy(judge.score(images, prompts)[0], [prompt_attributes(t) for t in prompts])
+        if report:
+            row["model_hash"] = report["model"]["hash"]
+            row["recipe"] = {k: report["recipe"][k] for k in ("seed", "steps", "guidance_scale")}
+        rows[str(folder)] = row
+        print(f"{folder}: binary_pooled {row['binary_pooled']:.4f}, all_attributes {row['all_attributes']:.4f}")
+    return rows
+
+
 def main(argv: list[str] | None = None) -> dict:
     from unif2ace.data.dataset import load_records
     from unif2ace.evaluation.generation import AttributeJudge, prompt_attributes
@@ -87,7 +112,13 @@ def main(argv: list[str] | None = None) -> dict:
     )
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", required=True, help="JSON file to write")
+    p.add_argument("--rejudge", nargs="+", metavar="EVAL_DIR", help="score the faces saved by `unif2ace eval` runs")
     a = p.parse_args(argv)
+    if a.rejudge:
+        captions = {r["id"]: r["caption"] for r in load_records(a.data)}
+        result = {"rejudged": _rejudge(a.rejudge, captions, AttributeJudge())}
+        atomic_write_json(a.out, result)
+        return result
 
     data = Path(a.data)
     recs = load_records(data, a.split)[: a.num_prompts]

@@ -13,7 +13,7 @@ CHAIN="${CHAIN:-v4}"
 DEFAULT_OUT=src/unif2ace/weights/faces-tiny; [ "$CHAIN" = 8k ] && DEFAULT_OUT=runs/faces-tiny-8k-extend  # not shipped
 OUT="${OUT:-$DEFAULT_OUT}"
 export OMP_NUM_THREADS="${OMP_NUM_THREADS:-1}"   # one thread is faster on a CPU shared with other jobs
-TRAIN_THREADS="${TRAIN_THREADS:-2}"              # the 2^13-code model trainings were timed on 2 threads
+TRAIN_THREADS="${TRAIN_THREADS:-2}"              # train_model: the 2^13-code trainings were timed on 2 threads
 
 features() {   # the face-identity and semantic feature caches of every record
     mkdir -p "$1"
@@ -33,13 +33,14 @@ tokenizer_8k() {   # vq_faces_64_8k_w48, then its second (L2) stage from it
     unif2ace vq encode data/faces/records.jsonl --tokenizer runs/vq64_w48_l2 --out data/faces/tokens64_8k
 }
 last() { ls -d "$1"/checkpoints/step-* | sort | tail -1; }
+train_model() { OMP_NUM_THREADS=$TRAIN_THREADS unif2ace train "$@"; }   # the 2^13-code model trainings
 
 if [ "$CHAIN" = 8k ]; then
     corpus 4000
     tokenizer_8k
     features data/faces/features
-    OMP_NUM_THREADS=$TRAIN_THREADS unif2ace train --config train_faces_tiny_8k --out runs/train_faces_tiny_8k
-    OMP_NUM_THREADS=$TRAIN_THREADS unif2ace train --config train_faces_tiny_8k_extend \
+    train_model --config train_faces_tiny_8k --out runs/train_faces_tiny_8k
+    train_model --config train_faces_tiny_8k_extend \
         --out runs/train_faces_tiny_8k_extend \
         --init-from "$(last runs/train_faces_tiny_8k)" \
         data.text_tokenizer=runs/train_faces_tiny_8k/tokenizer/tokenizer.json
@@ -70,7 +71,7 @@ elif [ "$CHAIN" = v4 ]; then
     corpus 4000
     tokenizer_8k
     features data/faces/features
-    OMP_NUM_THREADS=$TRAIN_THREADS unif2ace train --config train_faces_tiny_v4 --out runs/train_faces_tiny_v4 \
+    train_model --config train_faces_tiny_v4 --out runs/train_faces_tiny_v4 \
         --init-from runs/faces-tiny-v2 \
         data.text_tokenizer=runs/faces-tiny-v2/tokenizer/tokenizer.json
     LAST=$(last runs/train_faces_tiny_v4); VQ=runs/vq64_w48_l2

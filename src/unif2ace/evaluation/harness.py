@@ -64,6 +64,11 @@ class EvalSettings:
     skip: tuple[str, ...] = ()
     extra: dict[str, Any] = field(default_factory=dict)
 
+    def __post_init__(self) -> None:
+        for name in ("num_prompts", "num_understanding", "num_edits"):
+            if (getattr(self, name) or 0) < 0:
+                raise ValueError(f"{name} must be >= 0 (0 = none, unset = every record), got {getattr(self, name)}")
+
     @classmethod
     def quick(cls, **overrides: Any) -> EvalSettings:
         """A few items of everything (smoke evaluation, minutes on CPU)."""
@@ -97,9 +102,6 @@ def run_eval(checkpoint: str | Path, data: str | Path, out: str | Path, settings
     from unif2ace.pipeline import Unif2acePipeline
 
     s = settings or EvalSettings()
-    for name in ("num_prompts", "num_understanding", "num_edits"):
-        if (getattr(s, name) or 0) < 0:
-            raise ValueError(f"{name} must be >= 0 (0 = none, unset = every record), got {getattr(s, name)}")
     start = time.perf_counter()
     out, data = Path(out), Path(data)
     records = _load_records(data, s.split)
@@ -129,17 +131,16 @@ def run_eval(checkpoint: str | Path, data: str | Path, out: str | Path, settings
     groups = {r["id"]: record_groups(r) for r in records}
     report["skipped"] += [f"{name} skipped: --skip {name}" for name in s.skip]
     routing.task = "gen"
-    report["generation"] = _generation(pipe, gen_recs, recipe, data.parent, out, groups, s, report) if gen_recs else {}
+    report["generation"] = report["understanding"] = {}
+    if gen_recs:
+        report["generation"] = _generation(pipe, gen_recs, recipe, data.parent, out, groups, s, report)
+    else:
+        report["skipped"].append("generation skipped: --num-prompts 0")
     routing.task = "und"
-    report["understanding"] = _understanding(pipe, und_recs, s, data.parent, out, groups, report) if und_recs else {}
-    report["skipped"] += [
-        f"{section} skipped: {flag} 0"
-        for section, flag, recs in (
-            ("generation", "--num-prompts", gen_recs),
-            ("understanding", "--num-understanding", und_recs),
-        )
-        if not recs
-    ]
+    if und_recs:
+        report["understanding"] = _understanding(pipe, und_recs, s, data.parent, out, groups, report)
+    else:
+        report["skipped"].append("understanding skipped: --num-understanding 0")
     routing.task = None
     report["edits"] = _edits(pipe, records, s, data.parent, groups, report)
     report["plots"] = _plots(report, routing, pipe, out)
