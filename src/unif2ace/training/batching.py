@@ -192,7 +192,7 @@ class BatchBuilder:
         n_img = self.cfg.data.num_image_tokens
         positions = t2i_mask.nonzero()[:, 1].view(n_t2i, n_img) if n_t2i else torch.zeros(0, n_img, dtype=torch.long)
         x0 = torch.stack([s.codes.long() for s in samples[:n_t2i]]) if n_t2i else torch.zeros(0, n_img).long()
-        return TrainBatch(
+        batch = TrainBatch(
             input_ids=input_ids,
             labels=labels,
             attention_mask=self.layouts.attention_mask(input_ids, image_mask, n_t2i),
@@ -209,6 +209,7 @@ class BatchBuilder:
             num_t2i=n_t2i,
             logit_mask=logit_mask,
         )
+        return trim_padding(batch) if self.cfg.data.trim_padding else batch
 
     def _features(self, samples: list[FaceSample], n_t2i: int) -> dict[str, Tensor]:
         """Features of the understanding rows' input faces; T2I rows get none (missing), as at generation time.
@@ -227,6 +228,45 @@ class BatchBuilder:
             else:
                 out[name] = torch.zeros(len(image_ids), 1, dim)
         return out
+
+
+def trim_padding(batch: TrainBatch) -> TrainBatch:
+    """Right-align every row and drop the leading columns that are padding in all rows.
+
+    T2I rows are left-padded already; MMU rows (right-padded) are rotated so that their trailing pads come first.
+    Every ``(B, L)`` field moves with its row, ``position_ids`` included, and the attention mask is rotated along
+    both axes, so each real token keeps its id, position and the set of real tokens it attends to: the forward
+    over the real tokens is unchanged. Pad queries keep at least their own column, so no attention row is empty.
+
+    Args:
+        batch: a collated micro-batch (masks built on the unshifted layout).
+
+    Returns:
+        The same batch on ``L' = max real length`` columns (``image_positions`` recomputed).
+    """
+    valid = batch.valid
+    length = valid.shape[1]
+    if length == 0 or not valid.any(dim=1).all():
+        return batch
+    cols = torch.arange(length)
+    last = torch.where(valid, cols, -1).amax(dim=1)  # (B,) last real column
+    shift = (length - 1 - last).clamp(min=0)  # (B,) trailing pads, rotated to the front
+    first = torch.where(valid, cols, length).amin(dim=1)  # (B,) first real column before rotation
+    keep = int((last - first + 1).max())  # longest real span = columns kept
+    src = (cols[None, :] - shift[:, None]) % length  # (B, L) new column c reads old column src[b, c]
+    src = src[:, length - keep :]  # (B, L') the kept columns
+    take = lambda t: t.gather(1, src)  # noqa: E731  (B, L) -> (B, L')
+    mask = batch.attention_mask  # (B, 1, L, L)
+    rows = src[:, None, :, None].expand(-1, 1, -1, length)
+    mask = mask.gather(2, rows).gather(3, src[:, None, None, :].expand(-1, 1, keep, -1))  # (B, 1, L', L')
+    fields = {
+        name: take(getattr(batch, name))
+        for name in ("input_ids", "labels", "position_ids", "valid", "image_mask", "pool_mask", "logit_mask")
+    }
+    n_t2i, n_img = batch.num_t2i, batch.image_positions.shape[1]
+    t2i_image = fields["image_mask"][:n_t2i]
+    positions = t2i_image.nonzero()[:, 1].view(n_t2i, n_img) if n_t2i else batch.image_positions
+    return TrainBatch(**{**batch.__dict__, **fields, "attention_mask": mask, "image_positions": positions})
 
 
 class _StageBatches(torch.utils.data.Dataset):
