@@ -44,7 +44,11 @@ if [ "$CHAIN" = 8k ]; then
         --out runs/train_faces_tiny_8k_extend \
         --init-from "$(last runs/train_faces_tiny_8k)" \
         data.text_tokenizer=runs/train_faces_tiny_8k/tokenizer/tokenizer.json
-    LAST=$(last runs/train_faces_tiny_8k_extend); VQ=runs/vq64_w48_l2
+    train_model --config train_faces_tiny_8k_extend2 \
+        --out runs/train_faces_tiny_8k_extend2 \
+        --init-from "$(last runs/train_faces_tiny_8k_extend)" \
+        data.text_tokenizer=runs/train_faces_tiny_8k/tokenizer/tokenizer.json
+    LAST=$(last runs/train_faces_tiny_8k_extend2); VQ=runs/vq64_w48_l2
 elif [ "$CHAIN" = v4 ]; then
     corpus 1000
     RESUME=""; ls -d runs/vq64/checkpoints/step-* >/dev/null 2>&1 && RESUME="--resume"
