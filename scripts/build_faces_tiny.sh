@@ -5,12 +5,12 @@
 # Default: the shipped v4 (~7.8 h on a 2-core CPU): 1,000 faces, the 2^10-code tokenizer, v1 -> 2,000 faces, v2 ->
 # 4,000 faces, the two-stage 2^13-code tokenizer, v2 moved onto its codes (v4).
 #   CHAIN=8k scripts/build_faces_tiny.sh   # 4,000 faces -> 2^13-code tokenizer -> train_faces_tiny_8k from nothing
-#                                          # -> train_faces_tiny_8k_extend (~5.5 h; prompts followed less than v4,
-#                                          # docs/faces_tiny.md)
+#                                          # -> train_faces_tiny_8k_extend -> _extend2 (~5.9 h; prompts followed less
+#                                          # than v4, docs/faces_tiny.md)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 CHAIN="${CHAIN:-v4}"
-DEFAULT_OUT=src/unif2ace/weights/faces-tiny; [ "$CHAIN" = 8k ] && DEFAULT_OUT=runs/faces-tiny-8k-extend  # not shipped
+DEFAULT_OUT=src/unif2ace/weights/faces-tiny; [ "$CHAIN" = 8k ] && DEFAULT_OUT=runs/faces-tiny-8k-extend2  # not shipped
 OUT="${OUT:-$DEFAULT_OUT}"
 export OMP_NUM_THREADS="${OMP_NUM_THREADS:-1}"   # one thread is faster on a CPU shared with other jobs
 TRAIN_THREADS="${TRAIN_THREADS:-2}"              # train_model: the 2^13-code trainings were timed on 2 threads
