@@ -65,10 +65,19 @@ def test_trimmed_padding_gives_the_same_losses_and_gradients(tmp_path):
                 "model.max_position_embeddings": 192,
                 "data.t2i_per_batch": 3,
                 "data.mmu_per_batch": 3,
-                "model.token_moe": {"enabled": True, "num_routed": 4, "top_k": 2, "routed_intermediate": 16,
-                                    "shared_intermediate": 32},  # fmt: skip
-                "model.seq_moe": {"enabled": True, "feature_dims": {"clip": 8, "face": 8}, "noise_dim": 8,
-                                  "resampler": {"dim": 16, "depth": 1, "heads": 2, "dim_head": 8, "num_queries": 16}},
+                "model.token_moe": {
+                    "enabled": True,
+                    "num_routed": 4,
+                    "top_k": 2,
+                    "routed_intermediate": 16,
+                    "shared_intermediate": 32,
+                },
+                "model.seq_moe": {
+                    "enabled": True,
+                    "feature_dims": {"clip": 8, "face": 8},
+                    "noise_dim": 8,
+                    "resampler": {"dim": 16, "depth": 1, "heads": 2, "dim_head": 8, "num_queries": 16},
+                },
             },
         )
         batch = build_batch_builder(cfg).build(2, 5, 3, 3)
@@ -85,8 +94,10 @@ def test_trimmed_padding_gives_the_same_losses_and_gradients(tmp_path):
         losses.total.backward()
         grads = {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
         # each row's real tokens with their positions, in order
-        real = [list(zip(i[v].tolist(), p[v].tolist())) for i, p, v in
-                zip(batch.input_ids, batch.position_ids, batch.valid)]  # fmt: skip
+        real = [
+            list(zip(i[v].tolist(), p[v].tolist(), strict=True))
+            for i, p, v in zip(batch.input_ids, batch.position_ids, batch.valid, strict=True)
+        ]
         results[trim] = batch, losses, grads, real
     (full, a, ga, real_a), (short, b, gb, real_b) = results[False], results[True]
     assert short.input_ids.shape[1] == int(full.valid.sum(1).max()) < full.input_ids.shape[1]
