@@ -255,7 +255,7 @@ class GroupedSequenceMoE(nn.Module):
                 if isinstance(expert, ZeroExpert):
                     coef_in = coef_in + w
                     continue
-                if isinstance(expert, CopyExpert | FeatureExpert):
+                if isinstance(expert, CopyExpert | FeatureExpert):  # a feature expert returns x plus an update
                     coef_x = coef_x + w
                 if isinstance(expert, CopyExpert):
                     continue
@@ -266,8 +266,9 @@ class GroupedSequenceMoE(nn.Module):
                     y = expert.update(
                         x.index_select(0, rows), normed.index_select(0, rows), ctx, rows, self._shared[0][expert.kind]
                     )  # (n, L, D) or None
-                else:  # any other sequence expert: its full output
-                    y = self._run_expert(expert, x, normed, block_input, ctx, rows)
+                else:  # any other injected sequence expert: its full output
+                    sub = (x.index_select(0, rows), normed.index_select(0, rows), block_input.index_select(0, rows))
+                    y = expert(*sub, ctx, rows)
                 if y is not None:
                     updates.append((rows, w.index_select(0, rows).to(y.dtype)[:, None, None] * y))
         out = coef_x.to(x.dtype)[:, None, None] * x + coef_in.to(x.dtype)[:, None, None] * block_input
@@ -275,14 +276,6 @@ class GroupedSequenceMoE(nn.Module):
             out = out.index_add(0, rows, y.to(out.dtype))
         routing = {"seq_experts": indices.detach(), "seq_weights": weights.detach()}
         return MixerOutput(out, aux, routing)
-
-    def _run_expert(
-        self, expert: nn.Module, x: Tensor, normed: Tensor, block_input: Tensor, ctx: RoutingContext, rows: Tensor
-    ) -> Tensor:
-        sub = (x.index_select(0, rows), normed.index_select(0, rows), block_input.index_select(0, rows))
-        if isinstance(expert, FeatureExpert):
-            return expert(*sub, ctx, rows, resampler=self._shared[0][expert.kind])
-        return expert(*sub, ctx, rows)
 
     def _route(self, normed: Tensor, ctx: RoutingContext, layer_idx: int) -> tuple[Tensor, Tensor, Tensor]:
         """Per-row expert indices ``(B, k)`` and weights ``(B, k)`` (fp32) plus the balance loss."""

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import torch
-from train_helpers import make_dataset, tiny_config
+from train_helpers import PADDED_ROWS, TOKEN_MOE, make_dataset, tiny_config
 
 from unif2ace.losses import D3DiffLoss, next_token_ce
 from unif2ace.model import build_model
@@ -16,15 +16,7 @@ def test_masked_logits_give_the_full_logits_loss(tmp_path):
     cfg = tiny_config(
         records,
         tokens,
-        **{
-            "model.token_moe": {
-                "enabled": True,
-                "num_routed": 4,
-                "top_k": 2,
-                "routed_intermediate": 16,
-                "shared_intermediate": 32,
-            }
-        },
+        **{"model.token_moe": TOKEN_MOE},
     )
     batch = build_batch_builder(cfg).build(2, 5, 3, 3)
     torch.manual_seed(0)
@@ -60,18 +52,11 @@ def test_trimmed_padding_gives_the_same_losses_and_gradients(tmp_path):
             records,
             tokens,
             **{
+                **PADDED_ROWS,
                 "data.trim_padding": trim,
-                "data.max_text_len": 128,  # longer than the captions: rows are padded
-                "model.max_position_embeddings": 192,
                 "data.t2i_per_batch": 3,
                 "data.mmu_per_batch": 3,
-                "model.token_moe": {
-                    "enabled": True,
-                    "num_routed": 4,
-                    "top_k": 2,
-                    "routed_intermediate": 16,
-                    "shared_intermediate": 32,
-                },
+                "model.token_moe": TOKEN_MOE,
                 "model.seq_moe": {
                     "enabled": True,
                     "feature_dims": {"clip": 8, "face": 8},

@@ -5,15 +5,14 @@ from __future__ import annotations
 import json
 
 import pytest
-from train_helpers import make_dataset, tiny_config
+from train_helpers import PADDED_ROWS, make_dataset, tiny_config
 
 from unif2ace.config.base import save_config
 
 
 def test_variants_are_timed_and_trimmed_padding_trains_the_same(tmp_path, load_benchmark):
     records, tokens = make_dataset(tmp_path)
-    # captions shorter than the text budget, so rows are padded and the trim has columns to drop
-    cfg = tiny_config(records, tokens, **{"data.max_text_len": 128, "model.max_position_embeddings": 192})
+    cfg = tiny_config(records, tokens, **PADDED_ROWS)  # padded rows: the trim has columns to drop
     save_config(cfg, tmp_path / "recipe.yaml")
     bench = load_benchmark("train_step.py")
     out = tmp_path / "bench.json"

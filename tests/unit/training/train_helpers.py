@@ -61,6 +61,12 @@ def make_dataset(
     return root / "records.jsonl", tokens
 
 
+# a small grouped token MoE for tiny_config(**{"model.token_moe": TOKEN_MOE})
+TOKEN_MOE = {"enabled": True, "num_routed": 4, "top_k": 2, "routed_intermediate": 16, "shared_intermediate": 32}
+# a text budget longer than the captions, so that rows are padded (tiny_config(**PADDED_ROWS))
+PADDED_ROWS = {"data.max_text_len": 128, "model.max_position_embeddings": 192}
+
+
 def tiny_config(records: Path, tokens: Path | str, **overrides) -> Unif2aceConfig:
     """A d=32, 2-layer model on 16 image tokens with a 24-token text budget."""
     data = {
