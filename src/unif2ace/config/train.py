@@ -110,6 +110,12 @@ class LossConfig:
     """Weight of the generation (D3Diff) loss."""
     mmu_coef: float = 1.0
     """Weight of the understanding (next-token CE) loss."""
+    position_weight_attributes: list[str] = field(default_factory=list)
+    """Attributes whose token positions the masked-token CE weighs up (e.g. ``[smile, eyeglasses, beard]``; [INF]):
+    weights from the mutual information between each position's codes and the attribute on the training records
+    (:func:`~unif2ace.data.dataset.attribute_position_weights`), mean 1; empty = uniform (Show-o)."""
+    position_weight_strength: float = 1.0
+    """How far those weights move from uniform: ``w = (1 + strength * m) / (1 + strength)``."""
 
     def __post_init__(self) -> None:
         check(self.mode in LOSS_MODES, "train.loss.mode", f"must be one of {', '.join(LOSS_MODES)}")
@@ -117,6 +123,12 @@ class LossConfig:
         check(self.variant in ("exact", "paper"), "train.loss.variant", "must be 'exact' or 'paper'")
         check(0.0 <= self.min_masking_rate < 1.0, "train.loss.min_masking_rate", "must be in [0, 1)")
         check(self.t2i_coef >= 0 and self.mmu_coef >= 0, "train.loss.t2i_coef", "loss weights must be >= 0")
+        check(self.position_weight_strength >= 0, "train.loss.position_weight_strength", "must be >= 0")
+        check(
+            all(isinstance(a, str) and a for a in self.position_weight_attributes),
+            "train.loss.position_weight_attributes",
+            "must be a list of attribute names, e.g. [smile, eyeglasses]",
+        )
 
 
 @dataclass

@@ -134,7 +134,9 @@ class D3DiffLoss:
         alpha = 0.0 if mode == "mask_only" else alpha
         return cls(alpha=alpha, variant=variant, score_only=mode == "score_only", noise=noise)
 
-    def __call__(self, logits: Tensor, x0: Tensor, mask: Tensor, mask_ratio: Tensor) -> D3DiffOutput:
+    def __call__(
+        self, logits: Tensor, x0: Tensor, mask: Tensor, mask_ratio: Tensor, position_weights: Tensor | None = None
+    ) -> D3DiffOutput:
         """Compute both terms from one set of logits.
 
         Args:
@@ -142,6 +144,9 @@ class D3DiffLoss:
             x0: ``(B, N)`` clean codes in ``[0, C)``.
             mask: ``(B, N)`` bool, True where the input token was masked.
             mask_ratio: ``(B,)`` nominal mask ratio of each row (``MaskedTokens.mask_prob``).
+            position_weights: optional ``(N,)`` weights of the positions in the masked CE, which becomes
+                ``sum_i w_i nll_i / sum_i w_i`` over the masked tokens (our [INF] option; the score term, an ELBO,
+                stays unweighted). None = uniform.
 
         Returns:
             A :class:`D3DiffOutput`.
@@ -155,7 +160,9 @@ class D3DiffLoss:
         logp = logits.float().log_softmax(dim=-1)  # (B, N, C), fp32 island
         nll = -logp.gather(-1, x0[..., None]).squeeze(-1)  # (B, N)
         mask_f = mask.to(nll.dtype)
-        mask_ce = (nll * mask_f).sum() / mask_f.sum().clamp(min=1)
+        if position_weights is not None:
+            mask_f = mask_f * position_weights.to(nll)[None]
+        mask_ce = (nll * mask_f).sum() / mask_f.sum().clamp(min=1e-12)
         m, sigma, dsigma = d3diff_row_noise(mask_ratio, num, self.noise, self.max_mask_ratio)
         if self.explicit:
             per_sample = self._explicit(logp, x0, mask, m, sigma, dsigma, codebook)

@@ -22,7 +22,14 @@ from torch import Tensor
 
 from unif2ace.config.model import GEN, UND
 from unif2ace.config.train import Unif2aceConfig
-from unif2ace.data.dataset import EpochOrder, FaceSample, TokenRecordDataset, balance_repeats, sample_seed
+from unif2ace.data.dataset import (
+    EpochOrder,
+    FaceSample,
+    TokenRecordDataset,
+    attribute_position_weights,
+    balance_repeats,
+    sample_seed,
+)
 from unif2ace.losses.corruption import IGNORE_INDEX, mask_tokens
 from unif2ace.losses.schedules import get_mask_schedule
 from unif2ace.model.interfaces import RoutingContext
@@ -131,6 +138,14 @@ class BatchBuilder:
         }
         self.feature_dims = dict(feature_dims or {})
         self.feature_caches = dict(feature_caches or {})
+        self.position_weights: Tensor | None = None
+        """``(N,)`` masked-CE weights of the image positions (``train.loss.position_weight_attributes``), or None."""
+        lc = cfg.train.loss
+        if lc.position_weight_attributes:
+            codes = torch.stack([dataset.tokens.codes(image) for image in dataset.images])  # (R, N)
+            self.position_weights = attribute_position_weights(
+                dataset.records, codes, lc.position_weight_attributes, lc.position_weight_strength
+            )
 
     def noise_generator(self, micro_index: int, rank: int, device: torch.device) -> torch.Generator:
         """Generator for the noise expert of micro-batch ``micro_index`` on process ``rank``."""

@@ -34,12 +34,17 @@ class LossComputer:
     Args:
         cfg: the full config (loss switches, vocabulary layout).
         runtime: process topology (for the global token counts).
+        position_weights: optional ``(N,)`` masked-CE weights of the image positions
+            (:attr:`~unif2ace.training.batching.BatchBuilder.position_weights`).
     """
 
-    def __init__(self, cfg: Unif2aceConfig, runtime: Runtime | None = None) -> None:
+    def __init__(
+        self, cfg: Unif2aceConfig, runtime: Runtime | None = None, position_weights: Tensor | None = None
+    ) -> None:
         lc = cfg.train.loss
         self.vocab = cfg.model.vocab
         self.runtime = runtime
+        self.position_weights = position_weights
         noise = MaskingNoise(get_mask_schedule(lc.mask_schedule))
         alpha = 0.0 if lc.mode == "mask_only" else lc.alpha
         # closed form of the score term: same value as SEDD's explicit form without two (B, N, C) buffers
@@ -82,8 +87,10 @@ class LossComputer:
             return None
         start = self.vocab.image_offset
         img_logits = image_logits[..., start : start + self.vocab.codebook_size]  # (Bt, N, C)
-        out = self.d3diff(img_logits, batch.image_x0, batch.image_masked, batch.mask_prob)
-        mask_ce = out.mask_ce * self._global_scale(batch.image_masked.sum())
+        w = self.position_weights
+        out = self.d3diff(img_logits, batch.image_x0, batch.image_masked, batch.mask_prob, position_weights=w)
+        masked = batch.image_masked.sum() if w is None else (batch.image_masked * w.to(img_logits.device)).sum()
+        mask_ce = out.mask_ce * self._global_scale(masked)
         score = out.score * self._global_scale(torch.tensor(float(n), device=image_logits.device))
         if self.d3diff.score_only:
             loss = self.d3diff.alpha * score

@@ -97,7 +97,7 @@ class Trainer:
                 "ZeRO-2, or set train.ema_decay=0 under FSDP / ZeRO-3"
             )
         self.ema: EMA | None = None  # created from the final initial weights (after --init-from / resume)
-        self.losses = LossComputer(cfg, runtime)
+        self.losses = LossComputer(cfg, runtime, position_weights=builder.position_weights)
         self._resume_from: Path | None = None
         self._losses_run: list[float] = []
         self._plot_disabled = False
