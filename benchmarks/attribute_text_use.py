@@ -1,7 +1,8 @@
 """Does a model read an attribute's words when it predicts the image tokens that show it? (seconds, no sampling)
 
 For held-out faces whose caption states an attribute in one of the corpus's phrasings (e.g. "is not smiling, with
-closed lips"), the caption is rewritten to state the opposite value ("is smiling, with parted lips"). With every image
+closed lips"), the caption is rewritten to state the opposite value ("is smiling, with parted lips", and the closing
+mood sentence that restates the expression, "quiet concentration" -> "a relaxed, friendly mood"). With every image
 token masked (the first MaskGIT step) and the bundle's own codes of the real face as targets, the script averages
 
 * ``flip``: ``log p(true codes | caption) - log p(true codes | flipped caption)`` at the attribute's positions
@@ -30,12 +31,15 @@ import torch
 # (attribute, value the caption states, key rules, extra rules) in the phrasings of unif2ace.data.captions: a caption
 # qualifies when one key rule matches; every key and extra rule is then applied
 Rule = tuple[str, str]
+# the captions state the expression twice: the smile sentence and a closing mood sentence; a flip changes both
+MOOD_NEUTRAL = r"a steady, unhurried manner|quiet concentration|a composed, attentive moment"
+MOOD_HAPPY = r"that the moment is a pleasant one|a relaxed, friendly mood|an easy-going, approachable manner"
 FLIPS: list[tuple[str, object, list[Rule], list[Rule]]] = [
     (
         "smile",
         False,
         [(r"is not smiling, with closed lips", "is smiling, with parted lips")],
-        [(r"calm and neutral", "happy")],
+        [(r"calm and neutral", "happy"), (MOOD_NEUTRAL, "a relaxed, friendly mood")],
     ),
     (
         "smile",
@@ -46,7 +50,7 @@ FLIPS: list[tuple[str, object, list[Rule], list[Rule]]] = [
                 "is not smiling, with closed lips",
             ),
         ],
-        [(r"\bhappy\b", "calm and neutral")],
+        [(r"\bhappy\b", "calm and neutral"), (MOOD_HAPPY, "a steady, unhurried manner")],
     ),
     (
         "eyeglasses",

@@ -11,6 +11,8 @@ from PIL import Image
 
 SMILE_NO = "She is not smiling, with closed lips and the eyes open, and looks calm and neutral."
 SMILE_YES = "She smiles warmly, with parted lips and the eyes open, and looks happy."
+MOOD_NO = "Overall, the expression suggests quiet concentration."
+MOOD_YES = "The look conveys an easy-going, approachable manner."
 GLASSES_NO = "There are no glasses on her face."
 GLASSES_YES = "She wears a pair of glasses, with no sunglasses."
 
@@ -40,11 +42,13 @@ def _corpus(root, n: int = 24):
 def test_flips_state_the_opposite_value(load_benchmark):
     bench = load_benchmark("attribute_text_use.py")
     rules = {(a, v): (k, e) for a, v, k, e in bench.FLIPS}
-    assert bench.flip_caption(SMILE_NO, *rules[("smile", False)]) == (
-        "She is smiling, with parted lips and the eyes open, and looks happy."
+    assert bench.flip_caption(f"{SMILE_NO} {MOOD_NO}", *rules[("smile", False)]) == (
+        "She is smiling, with parted lips and the eyes open, and looks happy. "
+        "Overall, the expression suggests a relaxed, friendly mood."
     )
-    assert bench.flip_caption(SMILE_YES, *rules[("smile", True)]) == (
-        "She is not smiling, with closed lips and the eyes open, and looks calm and neutral."
+    assert bench.flip_caption(f"{SMILE_YES} {MOOD_YES}", *rules[("smile", True)]) == (
+        "She is not smiling, with closed lips and the eyes open, and looks calm and neutral. "
+        "The look conveys a steady, unhurried manner."
     )
     assert bench.flip_caption(GLASSES_NO, *rules[("eyeglasses", False)]) == "There are glasses on her face."
     assert bench.flip_caption(GLASSES_YES, *rules[("eyeglasses", True)]) == "She wears no glasses."
