@@ -62,6 +62,11 @@ class DataConfig:
     """VQ tokenizer checkpoint, needed only when ``encode_images`` is true."""
     num_workers: int = 0
     """DataLoader worker processes (0 = build batches in the training process)."""
+    code_bits: int = 0
+    """Train on the low ``code_bits`` bits of every image code (0 = the codes as they are): with an LFQ tokenizer
+    each bit is the sign of one latent channel, so this is the same tokenizer with fewer channels, a coarser
+    quantiser of 2^code_bits codes (``model.vocab.codebook_size`` must match); the first stage of a coarse-to-fine
+    curriculum (``train.init_codebook_from_parent``)."""
     trim_padding: bool = True
     """Right-align the understanding rows (their tokens keep their positions) and drop the pad columns that every row
     of a micro-batch shares: the same losses up to float rounding on fewer tokens (faces-tiny: 195 -> ~172)."""
@@ -79,6 +84,7 @@ class DataConfig:
         check(self.vqa_max_turns >= 1, "data.vqa_max_turns", "must be >= 1")
         check(0.0 <= self.cond_dropout_prob < 1.0, "data.cond_dropout_prob", "must be in [0, 1)")
         check(self.num_workers >= 0, "data.num_workers", "must be >= 0")
+        check(0 <= self.code_bits <= 30, "data.code_bits", "must be in [0, 30] (0 = the codes as they are)")
         check(self.t2i_balance_max_repeat >= 1, "data.t2i_balance_max_repeat", "must be >= 1")
         check(
             all(isinstance(a, str) and a for a in self.t2i_balance),
@@ -156,6 +162,12 @@ class TrainConfig:
     init_new_codebook: bool = False
     """``--init-from`` a model built for another image tokenizer (another codebook size): its text, special-token
     and mask rows of ``embed_tokens`` / ``lm_head`` are copied and the image-code rows start fresh."""
+    init_codebook_from_parent: bool = False
+    """With ``init_new_codebook``, from a model trained on the coarse codes of the same LFQ tokenizer
+    (``data.code_bits``; the new codebook size a multiple of the old): each image code ``c`` takes the
+    ``embed_tokens`` / ``lm_head`` rows of its parent ``c mod C_old``, its ``lm_head`` bias lowered by
+    ``log(C_new / C_old)``, so the moved model reads a fine code as its parent and spreads each parent's
+    probability evenly over its children (a coarse-to-fine curriculum, [INF])."""
     checkpoint_every: int = 500
     """Save a checkpoint every this many optimizer steps (and at the end of every stage)."""
     keep_last: int = 3
@@ -265,6 +277,18 @@ class Unif2aceConfig:
             "data.max_text_len",
             f"text + image tokens ({seq_len}) exceed model.max_position_embeddings="
             f"{self.model.max_position_embeddings}",
+        )
+        bits = self.data.code_bits
+        check(
+            bits == 0 or self.model.vocab.codebook_size == 2**bits,
+            "data.code_bits",
+            f"{bits} bits make {2**bits} codes but model.vocab.codebook_size is {self.model.vocab.codebook_size}; "
+            "set them to match",
+        )
+        check(
+            not self.train.init_codebook_from_parent or self.train.init_new_codebook,
+            "train.init_codebook_from_parent",
+            "needs train.init_new_codebook=true",
         )
 
     @property

@@ -14,7 +14,7 @@ seeded by ``(seed, kind, position)``, so batches do not depend on the number of 
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field, fields, replace
 from typing import Any
 
 import torch
@@ -138,14 +138,26 @@ class BatchBuilder:
         }
         self.feature_dims = dict(feature_dims or {})
         self.feature_caches = dict(feature_caches or {})
+        self.code_mask = (1 << cfg.data.code_bits) - 1 if cfg.data.code_bits else None
         self.position_weights: Tensor | None = None
         """``(N,)`` masked-CE weights of the image positions (``train.loss.position_weight_attributes``), or None."""
         lc = cfg.train.loss
         if lc.position_weight_attributes:
-            codes = torch.stack([dataset.tokens.codes(image) for image in dataset.images])  # (R, N)
+            codes = torch.stack([self._codes(dataset.tokens.codes(image)) for image in dataset.images])  # (R, N)
             self.position_weights = attribute_position_weights(
                 dataset.records, codes, lc.position_weight_attributes, lc.position_weight_strength
             )
+
+    def _codes(self, codes: Tensor) -> Tensor:
+        """The image codes the model trains on: all bits, or the low ``data.code_bits`` (a coarser quantiser)."""
+        return codes if self.code_mask is None else codes & self.code_mask
+
+    def model_sample(self, sample: FaceSample) -> FaceSample:
+        """``sample`` with the codes the model sees (``data.code_bits``)."""
+        return sample if self.code_mask is None else replace(sample, codes=self._codes(sample.codes))
+
+    def _sample(self, index: int) -> FaceSample:
+        return self.model_sample(self.dataset[index])
 
     def noise_generator(self, micro_index: int, rank: int, device: torch.device) -> torch.Generator:
         """Generator for the noise expert of micro-batch ``micro_index`` on process ``rank``."""
@@ -182,13 +194,13 @@ class BatchBuilder:
         samples: list[FaceSample] = []
         extras: list[dict[str, Tensor]] = []
         for j in range(n_t2i):
-            sample = self.dataset[self.orders["t2i"].index(t2i_start + j)]
+            sample = self._sample(self.orders["t2i"].index(t2i_start + j))
             layout, extra = self._t2i_row(sample, t2i_start + j)
             rows.append(layout)
             samples.append(sample)
             extras.append(extra)
         for j in range(n_mmu):
-            sample = self.dataset[self.orders["mmu"].index(mmu_start + j)]
+            sample = self._sample(self.orders["mmu"].index(mmu_start + j))
             rows.append(self._mmu_row(sample, mmu_start + j))
             samples.append(sample)
         return self._collate(rows, samples, extras, n_t2i)

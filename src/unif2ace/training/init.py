@@ -11,6 +11,7 @@ stay fresh. A mismatch stops with a one-line message naming the first offending 
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Any
 
@@ -145,15 +146,20 @@ def module_token_moe_config(module: nn.Module) -> Any:
     )
 
 
-def _remap_codebook(model: nn.Module, state: dict[str, torch.Tensor], source: str) -> dict[str, torch.Tensor]:
+def _remap_codebook(
+    model: nn.Module, state: dict[str, torch.Tensor], source: str, from_parent: bool = False
+) -> dict[str, torch.Tensor]:
     """Fit a checkpoint made for another image codebook into the model's unified vocabulary (spec §1 layout).
 
     The ids below ``vocab.image_offset`` (text + special tokens) and the last id (mask) mean the same in both
     layouts, so those rows of ``embed_tokens`` / ``lm_head`` are copied; the image-code rows keep the model's fresh
-    initialisation. Tensors whose vocabulary size already matches are left alone.
+    initialisation, or with ``from_parent`` take the rows of their coarse parent ``c mod C_old`` (``lm_head.bias``
+    lowered by ``log(C_new / C_old)``; ``C_new`` must be a multiple of ``C_old``). Tensors whose vocabulary size
+    already matches are left alone.
 
     Raises:
-        ValueError: the text + special part differs (another text tokenizer), so no row can be carried over.
+        ValueError: the text + special part differs (another text tokenizer), so no row can be carried over; or
+            ``from_parent`` with a new codebook that is not a multiple of the old one.
     """
     from unif2ace.model.transformer import Unif2aceTransformer
 
@@ -176,12 +182,23 @@ def _remap_codebook(model: nn.Module, state: dict[str, torch.Tensor], source: st
             merged = fresh.detach().clone()
             merged[:kept] = old[:kept].to(merged.dtype)
             merged[-1] = old[-1].to(merged.dtype)
+            if from_parent:
+                c_old, c_new = old.shape[0] - kept - 1, fresh.shape[0] - kept - 1
+                if c_new % c_old:
+                    raise ValueError(
+                        f"train.init_codebook_from_parent: the model's {c_new} image codes are not a multiple of "
+                        f"the {c_old} of {source}; train the coarse model with data.code_bits of the same tokenizer"
+                    )
+                parents = kept + torch.arange(c_new) % c_old
+                merged[kept:-1] = old[parents].to(merged.dtype)
+                if key.endswith("bias"):
+                    merged[kept:-1] -= math.log(c_new // c_old)
             state[key] = merged
     return state
 
 
 def load_weights_into(
-    model: nn.Module, path: str | Path, strict: bool = True, new_codebook: bool = False
+    model: nn.Module, path: str | Path, strict: bool = True, new_codebook: bool = False, from_parent: bool = False
 ) -> InitReport:
     """Load checkpoint weights into ``model`` after :func:`check_compatible`.
 
@@ -191,6 +208,8 @@ def load_weights_into(
         strict: see :func:`check_compatible`.
         new_codebook: the checkpoint may have another image codebook size (``train.init_new_codebook``): its
             text, special and mask rows are copied and the image-code rows stay fresh.
+        from_parent: with ``new_codebook``, the image-code rows start as their coarse parents
+            (``train.init_codebook_from_parent``; see :func:`_remap_codebook`).
 
     Returns:
         An :class:`InitReport`.
@@ -198,7 +217,7 @@ def load_weights_into(
     file = find_weights_file(path)
     state = load_tensors(file)
     if new_codebook:
-        state = _remap_codebook(model, state, str(path))
+        state = _remap_codebook(model, state, str(path), from_parent=from_parent)
     upcycled = 0
     if not strict:
         state, upcycled = _upcycle_dense_mlps(model, state)

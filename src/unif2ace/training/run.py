@@ -110,7 +110,7 @@ def default_preview_fn(cfg: Unif2aceConfig, builder: BatchBuilder) -> PreviewFn:
         )
     except ValueError:
         held_out = builder.dataset
-    faces = [held_out[i] for i in range(min(n, len(held_out)))]
+    faces = [builder.model_sample(held_out[i]) for i in range(min(n, len(held_out)))]
     prompts = list(cfg.train.preview_prompts) or [f.caption for f in faces]
     return make_preview_fn(
         builder,
@@ -190,7 +190,10 @@ def _initialise(trainer: Trainer, model: nn.Module, init_from: str | Path | None
     """Resume from the run folder's newest checkpoint, else load ``--init-from`` (both checked key by key)."""
     resumed = trainer.resume_if_possible()
     if resumed is None and init_from is not None:
-        report = load_weights_into(model, init_from, strict=False, new_codebook=trainer.cfg.train.init_new_codebook)
+        tc = trainer.cfg.train
+        report = load_weights_into(
+            model, init_from, strict=False, new_codebook=tc.init_new_codebook, from_parent=tc.init_codebook_from_parent
+        )
         log.info(
             "initialised from %s (%d tensors loaded, %d dense MLPs upcycled, %d new tensors kept fresh)",
             report["source"],

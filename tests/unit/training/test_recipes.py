@@ -202,6 +202,17 @@ def test_v4_moves_the_model_to_the_8k_tokenizer():
     assert not scratch.train.init_new_codebook and scratch.train.ema_decay == v4.train.ema_decay
 
 
+def test_coarse_to_fine_recipes_differ_from_the_8k_model_only_in_the_codes():
+    scratch = load_recipe("train_faces_tiny_8k")
+    coarse, fine = load_recipe("train_faces_tiny_8k_coarse"), load_recipe("train_faces_tiny_8k_fine")
+    assert (coarse.data.code_bits, coarse.model.vocab.codebook_size) == (10, 1024)
+    assert dataclasses.replace(coarse.model, vocab=scratch.model.vocab) == scratch.model
+    assert dataclasses.replace(coarse.data, code_bits=0) == scratch.data and coarse.stages[0] == scratch.stages[0]
+    assert fine.model == scratch.model and fine.data == scratch.data and fine.data.code_bits == 0
+    assert fine.train.init_new_codebook and fine.train.init_codebook_from_parent
+    assert (coarse.total_steps, fine.total_steps) == (6000, 7000)
+
+
 def test_base_errors_name_the_file(tmp_path):
     from unif2ace.config.base import load_config
     from unif2ace.config.train import Unif2aceConfig
