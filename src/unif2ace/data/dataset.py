@@ -89,6 +89,18 @@ class EpochOrder:
         return [self.index(p) for p in range(start, start + count)]
 
 
+def _attribute_values(records: Sequence[dict[str, Any]], name: str) -> list[str | None]:
+    """``attributes.<name>.value`` of each record as a string, None where the record lacks it."""
+    attrs = [(r.get("attributes") or {}).get(name) for r in records]
+    return [None if not isinstance(a, dict) or a.get("value") is None else str(a["value"]) for a in attrs]
+
+
+def _known_attributes(records: Sequence[dict[str, Any]]) -> str:
+    """'the records have a, b, c' (for error messages naming a missing attribute)."""
+    known = sorted({k for r in records for k in (r.get("attributes") or {})})
+    return f"the records have {', '.join(known) or 'none'}"
+
+
 def balance_repeats(records: Sequence[dict[str, Any]], attributes: Sequence[str], max_repeat: int) -> list[int]:
     """Per-record visit counts that even out the values of ``attributes`` in a sample stream.
 
@@ -108,23 +120,15 @@ def balance_repeats(records: Sequence[dict[str, Any]], attributes: Sequence[str]
     Raises:
         ValueError: no record has one of ``attributes`` (a misspelt name would otherwise balance nothing).
     """
-
-    def value(rec: dict[str, Any], name: str) -> str | None:
-        attr = (rec.get("attributes") or {}).get(name)
-        return None if not isinstance(attr, dict) or attr.get("value") is None else str(attr["value"])
-
     factors = [1.0] * len(records)
     for name in attributes:
-        values = [value(r, name) for r in records]
+        values = _attribute_values(records, name)
         counts: dict[str, int] = {}
         for v in values:
             if v is not None:
                 counts[v] = counts.get(v, 0) + 1
         if not counts:
-            known = sorted({k for r in records for k in (r.get("attributes") or {})})
-            raise ValueError(
-                f"data.t2i_balance: no record has attribute {name!r}; the records have {', '.join(known) or 'none'}"
-            )
+            raise ValueError(f"data.t2i_balance: no record has attribute {name!r}; {_known_attributes(records)}")
         most = max(counts.values())
         factors = [f if v is None else max(f, most / counts[v]) for f, v in zip(factors, values, strict=True)]
     return [int(min(max_repeat, max(1, round(f)))) for f in factors]
@@ -162,15 +166,13 @@ def attribute_position_weights(
     bits = (codes[..., None] >> torch.arange(num_bits)) & 1  # (R, N, B)
     maps = []
     for name in attributes:
-        values = [(r.get("attributes") or {}).get(name) for r in records]
-        values = [None if not isinstance(v, dict) or v.get("value") is None else str(v["value"]) for v in values]
+        values = _attribute_values(records, name)
         rows = torch.tensor([v is not None for v in values])
         levels = sorted({v for v in values if v is not None})
         if len(levels) < 2:
-            known = sorted({k for r in records for k in (r.get("attributes") or {})})
             raise ValueError(
                 f"train.loss.position_weight_attributes: {name!r} has {len(levels)} value(s) in the training "
-                f"records (needs 2 or more); the records have {', '.join(known) or 'none'}"
+                f"records (needs 2 or more); {_known_attributes(records)}"
             )
         y = torch.tensor([levels.index(v) for v in values if v is not None])  # (R',)
         b = bits[rows].double()  # (R', N, B)

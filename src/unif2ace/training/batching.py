@@ -156,9 +156,6 @@ class BatchBuilder:
         """``sample`` with the codes the model sees (``data.code_bits``)."""
         return sample if self.code_mask is None else replace(sample, codes=self._codes(sample.codes))
 
-    def _sample(self, index: int) -> FaceSample:
-        return self.model_sample(self.dataset[index])
-
     def noise_generator(self, micro_index: int, rank: int, device: torch.device) -> torch.Generator:
         """Generator for the noise expert of micro-batch ``micro_index`` on process ``rank``."""
         return torch.Generator(device=device).manual_seed(sample_seed(self.seed, "noise", micro_index, rank))
@@ -194,13 +191,13 @@ class BatchBuilder:
         samples: list[FaceSample] = []
         extras: list[dict[str, Tensor]] = []
         for j in range(n_t2i):
-            sample = self._sample(self.orders["t2i"].index(t2i_start + j))
+            sample = self.model_sample(self.dataset[self.orders["t2i"].index(t2i_start + j)])
             layout, extra = self._t2i_row(sample, t2i_start + j)
             rows.append(layout)
             samples.append(sample)
             extras.append(extra)
         for j in range(n_mmu):
-            sample = self._sample(self.orders["mmu"].index(mmu_start + j))
+            sample = self.model_sample(self.dataset[self.orders["mmu"].index(mmu_start + j)])
             rows.append(self._mmu_row(sample, mmu_start + j))
             samples.append(sample)
         return self._collate(rows, samples, extras, n_t2i)
