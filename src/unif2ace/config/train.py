@@ -35,6 +35,10 @@ class DataConfig:
     """Precomputed encoder-feature caches for the sequence-MoE experts, kind ('clip', 'face') -> file."""
     split: str = "train"
     """Record split to train on."""
+    first_records: int = 0
+    """Train on the first N records of ``data.records`` only (0 = all; the split filter applies after). ``unif2ace
+    data synth`` keeps earlier faces and their splits when it grows a corpus, so the first N records are the
+    smaller corpus: the first stage of a small-corpus-first curriculum ([INF])."""
     max_text_len: int = 64
     """Text budget in tokens (Show-o ``max_seq_length``); captions are truncated to it."""
     num_image_tokens: int = 16
@@ -84,6 +88,7 @@ class DataConfig:
         check(self.vqa_max_turns >= 1, "data.vqa_max_turns", "must be >= 1")
         check(0.0 <= self.cond_dropout_prob < 1.0, "data.cond_dropout_prob", "must be in [0, 1)")
         check(self.num_workers >= 0, "data.num_workers", "must be >= 0")
+        check(self.first_records >= 0, "data.first_records", "must be >= 0 (0 = all records)")
         check(0 <= self.code_bits <= 30, "data.code_bits", "must be in [0, 30] (0 = the codes as they are)")
         check(self.t2i_balance_max_repeat >= 1, "data.t2i_balance_max_repeat", "must be >= 1")
         check(

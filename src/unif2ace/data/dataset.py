@@ -205,7 +205,7 @@ class FaceSample:
     codes: Tensor
 
 
-def load_records(path: str | Path, split: str | None = None) -> list[dict[str, Any]]:
+def load_records(path: str | Path, split: str | None = None, first: int = 0) -> list[dict[str, Any]]:
     """Read and validate FaceRecords (:func:`unif2ace.data.records.read_records`) with a caption, as dicts.
 
     Records whose caption is still empty (not captioned yet) are left out: they carry no text to learn from.
@@ -213,6 +213,7 @@ def load_records(path: str | Path, split: str | None = None) -> list[dict[str, A
     Args:
         path: the records file (``.jsonl`` / ``.json`` / ``.parquet``).
         split: keep only records of this split (None = all).
+        first: read only the first ``first`` records of the file (0 = all), before the split and caption filters.
 
     Raises:
         FileNotFoundError: the file is missing (message names ``data.records``).
@@ -226,6 +227,10 @@ def load_records(path: str | Path, split: str | None = None) -> list[dict[str, A
         raise FileNotFoundError(f"data.records: {err}") from None
     except RecordError as err:
         raise ValueError(f"data.records: {err}") from None
+    if first < 0:
+        raise ValueError(f"data.first_records must be >= 0 (0 = all records), got {first}")
+    if first:
+        records = records[:first]
     return [r.to_dict() for r in records if r.caption.strip() and (split is None or r.split == split)]
 
 

@@ -58,7 +58,7 @@ def build_batch_builder(cfg: Unif2aceConfig, tokenizer_dir: Path | None = None) 
         raise FileNotFoundError("data.records is not set; pass data.records=PATH/records.jsonl")
     if not data.tokens and not data.encode_images:
         raise FileNotFoundError("data.tokens is not set; pass data.tokens=PATH (shards of 'unif2ace vq encode')")
-    records = load_records(data.records, data.split)
+    records = load_records(data.records, data.split, first=data.first_records)
     store = EncodingTokenStore(data.vq_checkpoint) if data.encode_images else TokenStore(data.tokens)
     dataset = TokenRecordDataset(records, store, data.num_image_tokens, records_file=data.records)
     if dataset.num_missing:

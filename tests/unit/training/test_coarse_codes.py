@@ -1,7 +1,8 @@
-"""Coarse-to-fine curriculum: training on the low bits of the codes, then moving to all bits from the parents."""
+"""Curricula: the low bits of the codes first, then all bits from the parents; the first records of a corpus first."""
 
 from __future__ import annotations
 
+import json
 import math
 
 import pytest
@@ -9,6 +10,7 @@ import torch
 from train_helpers import make_dataset, model_factory, tiny_config
 
 from unif2ace.config.base import ConfigError
+from unif2ace.data.dataset import load_records
 from unif2ace.training.init import load_weights_into
 from unif2ace.training.run import build_batch_builder
 from unif2ace.utils.io import save_tensors
@@ -59,3 +61,20 @@ def test_parent_init_makes_the_fine_model_the_coarse_one(tmp_path):
     odd = tiny_config(records, tokens, **{"model.vocab.codebook_size": 24})
     with pytest.raises(ValueError, match="not a multiple"):
         load_weights_into(factory(odd), tmp_path / "coarse", strict=False, new_codebook=True, from_parent=True)
+
+
+def test_first_records_train_on_the_start_of_the_file(tmp_path):
+    records, tokens = make_dataset(tmp_path, num_images=12)
+    rows = [json.loads(line) for line in records.read_text().splitlines()]
+    rows[1]["split"] = "test"  # the split filter applies after the cut: 5 of the first 6 records remain
+    records.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    small = build_batch_builder(tiny_config(records, tokens, **{"data.first_records": 6}))
+    assert [s.id for s in small.dataset] == ["img000", "img002", "img003", "img004", "img005"]
+    full = build_batch_builder(tiny_config(records, tokens))
+    assert len(full.dataset) == 11
+    assert torch.equal(small.dataset[1].codes, full.dataset[1].codes)  # same tokens for the same face
+    assert len(load_records(records, "train", first=100)) == 11  # more than the file holds: all of it
+    with pytest.raises(ConfigError, match="data.first_records"):
+        tiny_config(records, tokens, **{"data.first_records": -1})
+    with pytest.raises(ValueError, match="first_records"):
+        load_records(records, first=-2)
