@@ -5,7 +5,7 @@
 # Default: the shipped v4's chain: 1,000 -> 2,000 -> 4,000 faces; the 2^10-code tokenizer (first 1,000 faces) and the
 # two-stage 2^13-code tokenizer (all faces) side by side on one core each; v1 on the 2^10 codes of the first 1,000
 # faces, v2 on the first 2,000, v2 moved onto the 2^13 codes of all faces (v4). Run one after the other these steps
-# took ~7.8 h of a 2-core CPU; side by side about 4.9 h (docs/faces_tiny.md).
+# took ~7.8 h of a 2-core CPU; side by side 4.7 h measured (docs/faces_tiny.md).
 #   CHAIN=8k scripts/build_faces_tiny.sh   # 4,000 faces -> 2^13-code tokenizer -> train_faces_tiny_8k from nothing
 #                                          # -> train_faces_tiny_8k_extend -> _extend2 (~5.9 h; prompts followed less
 #                                          # than v4, docs/faces_tiny.md)
